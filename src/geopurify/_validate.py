@@ -1,0 +1,30 @@
+"""Shared checks for the frozen dataclasses at the public boundaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+
+def as_tensor(name: str, value: object, dtype: torch.dtype, shape: tuple[int | None, ...],
+              *, finite: bool = True) -> torch.Tensor:
+    """Return ``value`` as a CPU/any-device tensor after checking dtype, shape and finiteness.
+
+    ``shape`` entries of ``None`` match any size. numpy arrays are accepted (not cast: a wrong
+    dtype is an error, so that silent precision or unit changes cannot happen).
+    """
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{name} must be a tensor or numpy array, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise InputError(f"{name} must have dtype {dtype}, got {value.dtype}")
+    if value.dim() != len(shape) or any(s is not None and s != d for s, d in zip(shape, value.shape)):
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise InputError(f"{name} must have shape {want}, got {tuple(value.shape)}")
+    if finite and value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise InputError(f"{name} contains {bad} NaN or inf values")
+    return value

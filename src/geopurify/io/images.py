@@ -1,0 +1,54 @@
+"""Colour and depth images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"not a readable image ({exc})", path) from None
+
+
+def read_color(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Read a colour image (jpg, png, ...) as ``(H, W, 3) uint8`` RGB.
+
+    Args:
+        size: optional ``(W, H)`` to resize to (bilinear).
+    """
+    img = _open(Path(path)).convert("RGB")
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(img).copy())
+
+
+def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """Read a 16-bit depth PNG as ``(H, W) float32`` metres (``raw / scale``), 0 where invalid.
+
+    Args:
+        scale: raw units per metre (1000 for millimetres, 4000 for Matterport3D).
+        invalid: raw values that mean "no measurement" (e.g. 0 and 65535 for 7-Scenes).
+    """
+    path = Path(path)
+    img = _open(path)
+    raw = np.asarray(img)
+    if raw.ndim != 2 or raw.dtype.kind not in "ui":
+        raise InputError(f"depth must be a single-channel integer image, got mode {img.mode}", path)
+    raw = raw.astype(np.int64)
+    depth = (raw / float(scale)).astype(np.float32)
+    if invalid:
+        depth[np.isin(raw, invalid)] = 0.0
+    return torch.from_numpy(depth)
