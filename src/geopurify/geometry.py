@@ -31,10 +31,17 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, *, exclude_self: bool
     n = points.shape[0]
     if k < 1 or k > n - int(exclude_self):
         raise ValueError(f"k={k} neighbours requested from {n} points (exclude_self={exclude_self})")
-    tree = cKDTree(points.detach().cpu().numpy().astype(np.float64))
+    ref = points.detach().cpu().to(torch.float64)
+    qry = query.detach().cpu().to(torch.float64)
+    # Spatially sorted (Morton order) trees and queries are ~3x faster: cache-friendly traversal.
+    ref_order = _spatial_order(ref)
+    qry_order = ref_order if exclude_self else _spatial_order(qry)
+    tree = cKDTree(ref[ref_order].numpy())
     kk = k + int(exclude_self)
-    d, i = tree.query(query.detach().cpu().numpy().astype(np.float64), k=kk, workers=workers)
-    d, i = d.reshape(len(d), kk), i.reshape(len(i), kk)
+    d_s, i_s = tree.query(qry[qry_order].numpy(), k=kk, workers=workers)
+    d_s, i_s = d_s.reshape(len(d_s), kk), ref_order.numpy()[i_s.reshape(len(i_s), kk)]
+    d, i = np.empty_like(d_s), np.empty_like(i_s)
+    d[qry_order.numpy()], i[qry_order.numpy()] = d_s, i_s
     if exclude_self:
         own = np.arange(len(i))[:, None]
         is_self = i == own
@@ -45,6 +52,13 @@ def knn(query: torch.Tensor, points: torch.Tensor, k: int, *, exclude_self: bool
         d, i = d[keep].reshape(len(i), k), i[keep].reshape(len(i), k)
     dev = query.device
     return torch.from_numpy(d.astype(np.float32)).to(dev), torch.from_numpy(i.astype(np.int64)).to(dev)
+
+
+def _spatial_order(points: torch.Tensor, bits: int = 10) -> torch.Tensor:
+    """Permutation sorting ``(N, 3)`` points by the Morton code of a ``2^bits``-cell grid over their box."""
+    lo, hi = points.min(0).values, points.max(0).values
+    cells = ((points - lo) / (hi - lo).clamp_min(1e-9) * ((1 << bits) - 1)).to(torch.int64)
+    return torch.argsort(morton_code(cells))
 
 
 def estimate_normals(points: torch.Tensor, k: int = 16, viewpoint: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ def _numpy_safe_globals() -> list[object]:
 def load_pth_tuple(path: Path) -> tuple[np.ndarray, ...]:
     """Load a ``.pth`` holding a tuple/list of arrays, refusing anything but arrays and tensors."""
     try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        with torch.serialization.safe_globals(_numpy_safe_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
