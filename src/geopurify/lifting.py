@@ -1,0 +1,333 @@
+"""Lifting 2D features onto 3D points: projection with an occlusion test, and multi-view fusion.
+
+For every frame, each point is projected into the colour image (:mod:`geopurify.camera`). It is
+*visible* when it is in front of the camera, lands inside the image less a ``border``, and passes the
+depth test ``|depth[v, u] - z| <= tau * depth[v, u]`` (invalid depth, 0, fails). Frames without a
+depth image get one rendered from the points by z-buffer splatting (:mod:`geopurify.render`).
+
+Fusion of the per-view features of each point:
+
+* ``mean``: the average of the raw features over the views that see the point (OpenScene).
+* ``consensus`` (GeoPurify): per-view features are L2-normalised and scored against the vocabulary,
+  ``logits_v = s * f_v . t_c``; the consensus class ``c*`` maximises the mean logit over views; the
+  fused feature is ``sum_v softmax(logits_v[c*]) f_v`` over the ``min(M, 3)`` views with the highest
+  ``logits_v[c*]`` (no renormalisation). It streams over frames twice: pass one keeps, per point and
+  class, a running top-3 of (logit, frame); pass two re-reads only the chosen views' features.
+
+Points that no frame sees take the feature of the nearest seen point; ``seen`` records which.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ._fileio import atomic_path
+from .camera import project, scale_intrinsics, world_to_camera
+from .errors import InputError
+from .features import FrameFeatures
+from .frames import Frame, Frames
+from .geometry import knn
+from .render import point_spacing, render_depth
+from .scene import Scene
+
+log = logging.getLogger("geopurify.lifting")
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """Settings of :func:`lift_features`.
+
+    Attributes:
+        fusion: ``"consensus"`` (GeoPurify) or ``"mean"``.
+        top_views: views kept by consensus fusion (upstream: 3).
+        depth_tolerance: relative depth test ``tau`` (ScanNet 0.05, Matterport3D 0.02).
+        border: pixels at the image border where points are not taken (upstream: 10).
+        frame_step: use every ``frame_step``-th frame.
+        render_width: width of the depth image rendered for frames without depth.
+        max_splat_radius: cap on the splat half-width when rendering depth, in pixels.
+        logit_scale: ``s`` of consensus fusion; ``None`` = the encoder's own.
+        fill_unseen: give unseen points the feature of the nearest seen point.
+        cache_bytes: encoder outputs kept in memory between the two consensus passes (beyond this
+            budget frames are encoded again).
+    """
+
+    fusion: str = "consensus"
+    top_views: int = 3
+    depth_tolerance: float = 0.05
+    border: int = 10
+    frame_step: int = 1
+    render_width: int = 320
+    max_splat_radius: int = 6
+    logit_scale: float | None = None
+    fill_unseen: bool = True
+    cache_bytes: int = 2 << 30
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("consensus", "mean"):
+            raise ValueError(f"fusion must be 'consensus' or 'mean', got {self.fusion!r}")
+        if self.top_views < 1 or self.frame_step < 1 or self.border < 0 or self.depth_tolerance <= 0:
+            raise ValueError(f"invalid lifting settings: {self}")
+
+
+@dataclass(frozen=True, eq=False)
+class Visibility:
+    """The points one frame sees.
+
+    Attributes:
+        index: ``(M,) int64`` indices of the visible points.
+        pixels: ``(M, 2) int64`` their colour-image pixel ``(row, col)``.
+    """
+
+    index: torch.Tensor
+    pixels: torch.Tensor
+
+
+def visible_points(coords: torch.Tensor, frame: Frame, *, depth_tolerance: float = 0.05, border: int = 10,
+                   spacing: float | None = None, render_width: int = 320, max_splat_radius: int = 6) -> Visibility:
+    """Which points a frame sees, and where (vectorised over points).
+
+    Args:
+        coords: ``(N, 3)`` world points (metres).
+        frame: the frame; without depth, a depth image ``render_width`` wide is rendered from
+            ``coords`` (same field of view) with splats sized by ``spacing``.
+        depth_tolerance: ``tau`` of the relative depth test.
+        border: margin in colour pixels.
+        spacing: point spacing for rendering (default: measured from ``coords``).
+    Returns:
+        :class:`Visibility` of the visible points, in increasing point order.
+    """
+    W, H = frame.size
+    cam = world_to_camera(coords.to(torch.float32), torch.from_numpy(frame.cam_to_world))
+    uv = project(cam, frame.intrinsics).round()
+    z = cam[:, 2]
+    inside = (z > 0) & torch.isfinite(uv).all(1) & (uv[:, 0] >= border) & (uv[:, 0] < W - border) \
+        & (uv[:, 1] >= border) & (uv[:, 1] < H - border)
+    idx = torch.nonzero(inside).flatten()
+    if frame.depth is not None:
+        depth, K_d = frame.depth, frame.depth_intrinsics
+    else:
+        w = min(render_width, W)
+        h = max(1, round(H * w / W))
+        K_d = scale_intrinsics(frame.intrinsics, (W, H), (w, h))
+        sp = point_spacing(coords) if spacing is None else spacing
+        depth, _ = render_depth(coords, frame.cam_to_world, K_d, (w, h), sp, max_splat_radius)
+    h, w = depth.shape
+    duv = project(cam[idx], K_d).round()
+    ok = torch.isfinite(duv).all(1) & (duv[:, 0] >= 0) & (duv[:, 0] < w) & (duv[:, 1] >= 0) & (duv[:, 1] < h)
+    idx, duv = idx[ok], duv[ok].long()
+    d = depth[duv[:, 1], duv[:, 0]]
+    passes = (d > 0) & ((d - z[idx]).abs() <= depth_tolerance * d)
+    idx = idx[passes]
+    pixels = torch.stack([uv[idx, 1], uv[idx, 0]], 1).long()
+    return Visibility(index=idx, pixels=pixels)
+
+
+@dataclass(frozen=True, eq=False)
+class LiftedFeatures:
+    """Per-point 2D features lifted onto a scene.
+
+    Attributes:
+        features: ``(N, D) float32``.
+        seen: ``(N,) bool``: seen by at least one frame (others were filled from the nearest seen point,
+            or are zero when filling is off).
+        view_counts: ``(N,) int32`` number of frames that see each point.
+        encoder: name of the encoder that produced the features.
+        settings: JSON-serialisable description (lifting config, encoder options, vocabulary, ...).
+    """
+
+    features: torch.Tensor
+    seen: torch.Tensor
+    view_counts: torch.Tensor
+    encoder: str
+    settings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        f = self.features
+        if not isinstance(f, torch.Tensor) or f.dim() != 2 or f.dtype != torch.float32:
+            raise InputError(f"features must be an (N, D) float32 tensor, got {getattr(f, 'dtype', type(f))} "
+                             f"{tuple(getattr(f, 'shape', ()))}")
+        n = f.shape[0]
+        if self.seen.shape != (n,) or self.seen.dtype != torch.bool:
+            raise InputError(f"seen must be ({n},) bool")
+        if self.view_counts.shape != (n,):
+            raise InputError(f"view_counts must be ({n},)")
+        if not bool(torch.isfinite(f).all()):
+            raise InputError("features contain NaN or inf")
+
+    @property
+    def num_points(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write an ``.npz`` (features as float16 when ``half``) with metadata, atomically."""
+        meta = {"format_version": FORMAT_VERSION, "encoder": self.encoder, "settings": self.settings}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=self.features.numpy(), seen=self.seen.numpy(),
+                         view_counts=self.view_counts.numpy().astype(np.int32), meta=np.array(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], num_points: int | None = None) -> LiftedFeatures:
+        """Read features written by :meth:`save`; ``num_points`` checks them against a scene.
+
+        Raises:
+            InputError: missing or malformed file, or a point count other than ``num_points``.
+        """
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                out = cls(torch.from_numpy(z["features"].astype(np.float32)), torch.from_numpy(z["seen"]),
+                          torch.from_numpy(z["view_counts"].astype(np.int32)), meta["encoder"], meta["settings"])
+        except FileNotFoundError:
+            raise InputError("file not found", path) from None
+        except InputError as exc:
+            raise exc.at(path) from None
+        except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"not a lifted-features file ({type(exc).__name__}: {exc})", path) from None
+        if num_points is not None and out.num_points != num_points:
+            raise InputError(f"has features for {out.num_points} points but the scene has {num_points}", path)
+        return out
+
+
+def fill_from_nearest(coords: torch.Tensor, features: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Copy each unseen point's feature from its nearest seen point (KD-tree)."""
+    if bool(seen.all()) or not bool(seen.any()):
+        return features
+    seen_idx = torch.nonzero(seen).flatten()
+    unseen_idx = torch.nonzero(~seen).flatten()
+    _, nn = knn(coords[unseen_idx], coords[seen_idx], 1)
+    out = features.clone()
+    out[unseen_idx] = features[seen_idx[nn[:, 0]]]
+    return out
+
+
+class _EncodingCache:
+    """Encoder outputs and visibilities kept between passes, within a byte budget."""
+
+    def __init__(self, encode: Callable[[int], tuple[Frame, FrameFeatures]], budget: int) -> None:
+        self.encode, self.budget, self.used = encode, budget, 0
+        self.store: dict[int, tuple[tuple[int, int], FrameFeatures]] = {}
+
+    def get(self, i: int) -> tuple[tuple[int, int], FrameFeatures]:
+        if i in self.store:
+            return self.store[i]
+        frame, feats = self.encode(i)
+        item = (frame.size, feats)
+        if self.used + feats.nbytes <= self.budget:
+            self.store[i] = item
+            self.used += feats.nbytes
+        return item
+
+
+def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameFeatures], *,
+                  config: LiftConfig = LiftConfig(), text_embeddings: torch.Tensor | None = None,
+                  logit_scale: float = 100.0, encoder_name: str = "custom", settings: dict | None = None,
+                  progress: bool = True) -> LiftedFeatures:
+    """Lift per-frame 2D features onto the scene's points.
+
+    Args:
+        scene: the point cloud.
+        frames: its posed frames (streamed; one frame's images in memory at a time).
+        encode: maps a frame to its :data:`~geopurify.features.FrameFeatures`.
+        config: projection and fusion settings.
+        text_embeddings: ``(C, D)`` vocabulary embeddings, required by consensus fusion.
+        logit_scale: consensus logit scale when ``config.logit_scale`` is None.
+        encoder_name, settings: recorded in the result.
+    Returns:
+        :class:`LiftedFeatures` for every point of ``scene``.
+    """
+    sel = list(range(0, len(frames), config.frame_step))
+    if not sel:
+        raise InputError("no frames to lift from")
+    coords = scene.coords
+    n = scene.num_points
+    spacing = point_spacing(coords) if not frames.has_depth else None
+    vis_cache: dict[int, Visibility] = {}
+
+    def encode_frame(i: int) -> tuple[Frame, FrameFeatures]:
+        frame = frames[i]
+        if i not in vis_cache:
+            vis_cache[i] = visible_points(coords, frame, depth_tolerance=config.depth_tolerance, border=config.border,
+                                          spacing=spacing, render_width=config.render_width,
+                                          max_splat_radius=config.max_splat_radius)
+        return frame, encode(frame)
+
+    cache = _EncodingCache(encode_frame, config.cache_bytes if config.fusion == "consensus" else 0)
+    counts = torch.zeros(n, dtype=torch.int32)
+    scale = config.logit_scale if config.logit_scale is not None else logit_scale
+    acc: torch.Tensor | None = None
+    if config.fusion == "consensus":
+        if text_embeddings is None:
+            raise ValueError("consensus fusion needs text_embeddings (the vocabulary)")
+        text = torch.nn.functional.normalize(text_embeddings.to(torch.float32), dim=1)
+        C, k = text.shape[0], config.top_views
+        logit_sum = torch.zeros(n, C)
+        top_s = torch.full((n, C, k), -torch.inf)
+        top_f = torch.full((n, C, k), -1, dtype=torch.int32)
+    for i in tqdm(sel, desc="lifting" if config.fusion == "mean" else "lifting 1/2", disable=not progress,
+                  unit="frame"):
+        size, ff = cache.get(i)
+        vis = vis_cache[i]
+        f, valid = ff.gather(vis.pixels, size)
+        idx, f = vis.index[valid], f[valid]
+        if acc is None:
+            acc = torch.zeros(n, f.shape[1])
+        if f.shape[1] != acc.shape[1]:
+            raise InputError(f"frame {frames.names[i]}: encoder returned {f.shape[1]}-d features, expected {acc.shape[1]}")
+        counts[idx] += 1
+        if config.fusion == "mean":
+            acc.index_add_(0, idx, f)
+            continue
+        if f.shape[1] != text.shape[1]:
+            raise ValueError(f"features are {f.shape[1]}-d but the text embeddings are {text.shape[1]}-d")
+        logits = scale * torch.nn.functional.normalize(f, dim=1) @ text.T        # (M, C)
+        logit_sum.index_add_(0, idx, logits)
+        cand_s = torch.cat([top_s[idx], logits[:, :, None]], 2)
+        cand_f = torch.cat([top_f[idx], torch.full((len(idx), C, 1), i, dtype=torch.int32)], 2)
+        best = cand_s.topk(k, dim=2)
+        top_s[idx] = best.values
+        top_f[idx] = cand_f.gather(2, best.indices)
+    seen = counts > 0
+    if acc is None:
+        raise InputError("no frame produced features")
+    if config.fusion == "mean":
+        features = acc / counts.clamp_min(1)[:, None].to(acc.dtype)
+    else:
+        consensus = (logit_sum / counts.clamp_min(1)[:, None]).argmax(1)
+        ar = torch.arange(n)
+        sel_s = top_s[ar, consensus]                                              # (N, k)
+        sel_f = top_f[ar, consensus]
+        weights = torch.softmax(sel_s, dim=1).nan_to_num(0.0)                     # -inf slots -> 0
+        features = torch.zeros_like(acc)
+        needed = sorted(set(sel_f[seen].flatten().tolist()) - {-1})
+        for i in tqdm(needed, desc="lifting 2/2", disable=not progress, unit="frame"):
+            size, ff = cache.get(i)
+            vis = vis_cache[i]
+            f, valid = ff.gather(vis.pixels, size)
+            idx, f = vis.index[valid], torch.nn.functional.normalize(f[valid], dim=1)
+            slot_hit = sel_f[idx] == i                                            # (M, k)
+            w = (weights[idx] * slot_hit).sum(1)
+            features.index_add_(0, idx, w[:, None] * f)
+    if config.fill_unseen:
+        features = fill_from_nearest(coords, features, seen)
+    log.info("lifted %d-d features: %d of %d points seen (%.1f%%), %.1f views per seen point",
+             features.shape[1], int(seen.sum()), n, 100 * float(seen.float().mean()),
+             float(counts[seen].float().mean()) if bool(seen.any()) else 0.0)
+    meta = {"lift": asdict(config), "frames": len(sel), **(settings or {})}
+    return LiftedFeatures(features.to(torch.float32).contiguous(), seen, counts, encoder_name, meta)

@@ -1,0 +1,87 @@
+"""The clip-hf encoder on a tiny randomly initialised CLIP saved and loaded in the test."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+from geopurify.encoders import get_encoder  # noqa: E402
+from geopurify.frames import Frame  # noqa: E402
+
+WORDS = ["a", "in", "scene", "chair", "table", "wall", "floor", "sofa"]
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_clip")
+    torch.manual_seed(0)
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tk.post_processor = tokenizers.processors.TemplateProcessing(single="[BOS] $A [EOS]",
+                                                                 special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
+                                                bos_token="[BOS]", eos_token="[EOS]")
+    fast.save_pretrained(root)
+    cfg = transformers.CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=16, eos_token_id=3, bos_token_id=2,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=40, num_hidden_layers=3, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=24)
+    transformers.CLIPModel(cfg).eval().save_pretrained(root)
+    (root / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25] * 3}))
+    return root
+
+
+def test_dense_features_match_a_manual_maskclip_computation(tiny_clip):
+    enc = get_encoder("clip-hf", model=tiny_clip)
+    assert enc.dim == 24 and enc.mean == (0.5, 0.5, 0.5)
+    m = transformers.CLIPModel.from_pretrained(tiny_clip).eval()
+    vm = m.vision_model
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 32, 48)  # non-square: 4 x 6 patches, interpolated position embeddings
+    got = enc.dense_features(x)
+    assert got.shape == (1, 4, 6, 24)
+    with torch.no_grad():
+        # step by step, by hand: patch embedding, interpolated positions, blocks 1..L-1, MaskCLIP last block
+        patches = vm.embeddings.patch_embedding(x).flatten(2).transpose(1, 2)            # (1, 24, 32)
+        cls = vm.embeddings.class_embedding.view(1, 1, -1)
+        pos = vm.embeddings.position_embedding.weight                                     # (1 + 16, 32)
+        grid = pos[1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2)
+        grid = torch.nn.functional.interpolate(grid, size=(4, 6), mode="bicubic", align_corners=False)
+        pos_i = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(24, 32)])
+        h = torch.cat([cls, patches], 1) + pos_i
+        h = vm.pre_layrnorm(h)
+        for layer in vm.encoder.layers[:-1]:
+            a = layer.layer_norm1(h)
+            q = layer.self_attn.q_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+            k = layer.self_attn.k_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+            v = layer.self_attn.v_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+            att = torch.softmax(q @ k.transpose(2, 3) / 8 ** 0.5, -1) @ v
+            h = h + layer.self_attn.out_proj(att.transpose(1, 2).reshape(1, 25, 32))
+            h = h + layer.mlp(layer.layer_norm2(h))
+        last = vm.encoder.layers[-1]
+        dense = last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(h)))
+        ref = (vm.post_layernorm(dense) @ m.visual_projection.weight.T)[:, 1:].reshape(1, 4, 6, 24)
+    assert torch.allclose(got, ref, atol=1e-4)
+
+
+def test_encode_frame_and_text(tiny_clip):
+    enc = get_encoder("clip-hf", model=tiny_clip, short_side=32)
+    img = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    K = np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]])
+    ff = enc.encode_frame(Frame("f", img, K, np.eye(4)))
+    assert ff.features.shape == (4, 5, 24)  # 32 x 40 input (aspect kept, multiples of 8)
+    feats, valid = ff.gather(torch.tensor([[0, 0], [59, 79]]), (80, 60))
+    assert torch.equal(feats[0], ff.features[0, 0]) and torch.equal(feats[1], ff.features[3, 4]) and valid.all()
+    t = enc.encode_classes(["chair", "table"])
+    assert t.shape == (2, 24) and torch.allclose(t.norm(dim=1), torch.ones(2))
+    assert enc.tokenizer("a chair in a scene")["input_ids"][:2] == [2, 4]
+    assert not torch.allclose(t[0], t[1])
+    assert enc.logit_scale == pytest.approx(float(torch.tensor(2.6592).exp()), rel=1e-3)
