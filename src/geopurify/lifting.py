@@ -331,3 +331,53 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
              float(counts[seen].float().mean()) if bool(seen.any()) else 0.0)
     meta = {"lift": asdict(config), "frames": len(sel), **(settings or {})}
     return LiftedFeatures(features.to(torch.float32).contiguous(), seen, counts, encoder_name, meta)
+
+
+def lift_scan(scene: Scene, frames: Frames | None, encoder: str, *, model: str | os.PathLike[str] | None = None,
+              vocabulary: list[str] | None = None, text_encoder: str | None = None,
+              text_model: str | os.PathLike[str] | None = None, config: LiftConfig = LiftConfig(),
+              progress: bool = True) -> LiftedFeatures:
+    """Lift features with a named encoder (what ``geopurify lift`` runs).
+
+    Args:
+        encoder: ``clip-hf`` (``model`` = model folder), ``precomputed`` (``model`` = feature folder),
+            ``masks`` (``model`` = mask folder), ``openscene`` (``model`` = fused-feature file), or an
+            entry-point encoder.
+        vocabulary: class names; consensus fusion scores views against them.
+        text_encoder: embeds the vocabulary (and mask class names); default: the encoder's own text
+            tower for ``clip-hf``, ``minilm`` for ``masks``; ``text_model`` is its folder if needed.
+    """
+    from .encoders import get_encoder, get_text_encoder, prompts
+
+    if encoder == "openscene":
+        from .encoders.openscene import import_openscene
+        if model is None:
+            raise InputError("the openscene encoder needs --model <fused feature .pt file>")
+        return import_openscene(model, scene, fill_unseen=config.fill_unseen)
+    if frames is None or len(frames) == 0:
+        raise InputError(f"scene {scene.name} has no frames to lift features from")
+    text = None
+    if encoder == "clip-hf":
+        if model is None:
+            raise InputError("the clip-hf encoder needs --model <CLIP folder in Hugging Face format>")
+        enc = get_encoder("clip-hf", model=model)
+        text_enc = enc if text_encoder in (None, "clip-hf") else get_text_encoder(text_encoder, model_dir=text_model)
+    else:
+        text_name = text_encoder or ("minilm" if encoder == "masks" else None)
+        text_enc = None if text_name is None else get_text_encoder(
+            text_name, **({"model": text_model} if text_name == "clip-hf" else {"model_dir": text_model}))
+        opts: dict = {"folder": model} if encoder in ("precomputed", "masks") else {"model": model}
+        if encoder == "masks":
+            opts["text_encoder"] = text_enc
+        enc = get_encoder(encoder, **opts)
+    if config.fusion == "consensus":
+        if not vocabulary:
+            raise InputError("consensus fusion needs a vocabulary (--vocab)")
+        if text_enc is None:
+            raise InputError(f"consensus fusion with the {encoder} encoder needs --text-encoder to embed the "
+                             "vocabulary in the features' space (or use --fusion mean)")
+        text = text_enc.encode_text(prompts(vocabulary)) if encoder == "clip-hf" else text_enc.encode_text(vocabulary)
+    settings = {"model": None if model is None else str(model), "vocabulary": vocabulary,
+                "text_encoder": getattr(text_enc, "name", None)}
+    return lift_features(scene, frames, enc.encode_frame, config=config, text_embeddings=text,
+                         logit_scale=enc.logit_scale, encoder_name=encoder, settings=settings, progress=progress)
