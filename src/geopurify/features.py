@@ -45,8 +45,20 @@ class DenseFeatures:
 
     def gather(self, pixels: torch.Tensor, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features at ``(M, 2)`` colour pixels ``(row, col)``: ``(M, D) float32`` and ``(M,)`` all-True."""
-        r, c = _cells(pixels, image_size, tuple(self.features.shape[:2]))
-        return self.features[r, c].to(torch.float32), torch.ones(len(r), dtype=torch.bool)
+        h, w, d = self.features.shape
+        r, c = _cells(pixels, image_size, (h, w))
+        flat = self.features.reshape(h * w, d).index_select(0, r * w + c)
+        return flat.to(torch.float32), torch.ones(len(r), dtype=torch.bool)
+
+    def gather_logits(self, pixels: torch.Tensor, image_size: tuple[int, int], text: torch.Tensor,
+                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scale * normalize(f) . text`` at the pixels: ``(M, C)``, scored once per distinct cell."""
+        h, w, d = self.features.shape
+        r, c = _cells(pixels, image_size, (h, w))
+        cells, inverse = torch.unique(r * w + c, return_inverse=True)
+        f = self.features.reshape(h * w, d)[cells].to(torch.float32)
+        logits = scale * torch.nn.functional.normalize(f, dim=1) @ text.T.contiguous()
+        return logits[inverse], torch.ones(len(r), dtype=torch.bool)
 
     @property
     def nbytes(self) -> int:
@@ -81,6 +93,15 @@ class MaskFeatures:
         out = torch.zeros(len(ids), self.dim, dtype=torch.float32)
         out[valid] = self.embeddings[ids[valid]].to(torch.float32)
         return out, valid
+
+    def gather_logits(self, pixels: torch.Tensor, image_size: tuple[int, int], text: torch.Tensor,
+                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``scale * normalize(f) . text`` at the pixels: ``(M, C)``, scored once per mask."""
+        mask_logits = scale * torch.nn.functional.normalize(self.embeddings.to(torch.float32), dim=1) @ text.T
+        r, c = _cells(pixels, image_size, tuple(self.owner.shape))
+        ids = self.owner[r, c]
+        valid = ids >= 0
+        return mask_logits[ids.clamp_min(0)], valid
 
     @property
     def nbytes(self) -> int:

@@ -205,14 +205,16 @@ class LiftedFeatures:
         return out
 
 
-def fill_from_nearest(coords: torch.Tensor, features: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """Copy each unseen point's feature from its nearest seen point (KD-tree)."""
+def fill_from_nearest(coords: torch.Tensor, features: torch.Tensor, seen: torch.Tensor,
+                      inplace: bool = False) -> torch.Tensor:
+    """Copy each unseen point's feature from its nearest seen point (KD-tree); ``inplace`` writes into
+    ``features`` instead of a copy."""
     if bool(seen.all()) or not bool(seen.any()):
         return features
     seen_idx = torch.nonzero(seen).flatten()
     unseen_idx = torch.nonzero(~seen).flatten()
     _, nn = knn(coords[unseen_idx], coords[seen_idx], 1)
-    out = features.clone()
+    out = features if inplace else features.clone()
     out[unseen_idx] = features[seen_idx[nn[:, 0]]]
     return out
 
@@ -284,19 +286,25 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
                   unit="frame"):
         size, ff = cache.get(i)
         vis = vis_cache[i]
-        f, valid = ff.gather(vis.pixels, size)
-        idx, f = vis.index[valid], f[valid]
         if acc is None:
-            acc = torch.zeros(n, f.shape[1])
-        if f.shape[1] != acc.shape[1]:
-            raise InputError(f"frame {frames.names[i]}: encoder returned {f.shape[1]}-d features, expected {acc.shape[1]}")
-        counts[idx] += 1
+            acc = torch.zeros(n, ff.dim)
+        if ff.dim != acc.shape[1]:
+            raise InputError(f"frame {frames.names[i]}: encoder returned {ff.dim}-d features, expected {acc.shape[1]}")
         if config.fusion == "mean":
+            f, valid = ff.gather(vis.pixels, size)
+            idx = vis.index
+            if not bool(valid.all()):
+                idx, f = idx[valid], f[valid]
+            counts[idx] += 1
             acc.index_add_(0, idx, f)
             continue
-        if f.shape[1] != text.shape[1]:
-            raise ValueError(f"features are {f.shape[1]}-d but the text embeddings are {text.shape[1]}-d")
-        logits = scale * torch.nn.functional.normalize(f, dim=1) @ text.T        # (M, C)
+        if ff.dim != text.shape[1]:
+            raise ValueError(f"features are {ff.dim}-d but the text embeddings are {text.shape[1]}-d")
+        logits, valid = ff.gather_logits(vis.pixels, size, text, scale)              # (M, C)
+        idx = vis.index
+        if not bool(valid.all()):
+            idx, logits = idx[valid], logits[valid]
+        counts[idx] += 1
         logit_sum.index_add_(0, idx, logits)
         cand_s = torch.cat([top_s[idx], logits[:, :, None]], 2)
         cand_f = torch.cat([top_f[idx], torch.full((len(idx), C, 1), i, dtype=torch.int32)], 2)
@@ -319,13 +327,15 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         for i in tqdm(needed, desc="lifting 2/2", disable=not progress, unit="frame"):
             size, ff = cache.get(i)
             vis = vis_cache[i]
-            f, valid = ff.gather(vis.pixels, size)
-            idx, f = vis.index[valid], torch.nn.functional.normalize(f[valid], dim=1)
-            slot_hit = sel_f[idx] == i                                            # (M, k)
-            w = (weights[idx] * slot_hit).sum(1)
+            slot_hit = sel_f[vis.index] == i                                      # (M, k)
+            use = slot_hit.any(1)                                                 # points choosing this view
+            idx = vis.index[use]
+            f, valid = ff.gather(vis.pixels[use], size)
+            f = torch.nn.functional.normalize(f, dim=1)
+            w = (weights[idx] * slot_hit[use]).sum(1) * valid
             features.index_add_(0, idx, w[:, None] * f)
     if config.fill_unseen:
-        features = fill_from_nearest(coords, features, seen)
+        features = fill_from_nearest(coords, features, seen, inplace=True)
     log.info("lifted %d-d features: %d of %d points seen (%.1f%%), %.1f views per seen point",
              features.shape[1], int(seen.sum()), n, 100 * float(seen.float().mean()),
              float(counts[seen].float().mean()) if bool(seen.any()) else 0.0)
