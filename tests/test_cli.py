@@ -3,10 +3,10 @@ import sys
 
 import numpy as np
 import pytest
-from scan_trees import write_scannet_release
 
 from geopurify.cli import main
 from geopurify.io.ply import read_ply, write_ply
+from scan_trees import write_scannet_release
 
 
 def run_cli(*args):
