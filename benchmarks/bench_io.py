@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _table import print_table
 from geopurify import load_scan, voxelize
 from geopurify.geometry import estimate_normals
 from geopurify.io.ply import read_ply, write_ply
@@ -63,11 +64,9 @@ def main() -> None:
         coords = scan.scene.coords
         t_norm, _ = best_of(lambda: estimate_normals(coords, k=16), 1)
         rows.append(("estimate_normals k=16 (only when the PLY has none)", t_norm))
-    print(f"\n{n:,} points, binary PLY {size_mb:.0f} MB, {grid.num_voxels:,} voxels at 2 cm, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| step | seconds |\n|---|---|")
-    for name, t in rows:
-        print(f"| {name} | {t:.3f} |")
+    print_table(f"{n:,} points, binary PLY {size_mb:.0f} MB, {grid.num_voxels:,} voxels at 2 cm, "
+                f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                ["step", "seconds"], [(name, f"{t:.3f}") for name, t in rows])
 
 
 if __name__ == "__main__":

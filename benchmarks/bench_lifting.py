@@ -15,7 +15,9 @@ import time
 import numpy as np
 import torch
 
+from _table import print_table
 from geopurify import Frame, Frames
+from geopurify.camera import look_at
 from geopurify.features import DenseFeatures
 from geopurify.lifting import LiftConfig, lift_features
 from geopurify.render import point_spacing, render_depth
@@ -23,16 +25,6 @@ from geopurify.sim import make_room
 
 W, H = 320, 240
 K = np.array([[289.0, 0, 159.5], [0, 289.0, 119.5], [0, 0, 1]])
-
-
-def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    z = (target - eye) / np.linalg.norm(target - eye)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    T = np.eye(4)
-    T[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    T[:3, 3] = eye
-    return T
 
 
 def openscene_mean_fusion(coords: np.ndarray, frames: list[Frame], feats: list[np.ndarray],
@@ -101,11 +93,10 @@ def main() -> None:
     openscene_mean_fusion(scene.coords.numpy().astype(np.float64), frames, [np_maps[i % 2] for i in range(len(frames))])
     rows.append(("OpenScene-style numpy mean (re-implementation)", time.perf_counter() - t))
     base = rows[-1][1]
-    print(f"\n{scene.num_points:,} points, {len(frames)} frames {W}x{H}, {args.dim}-d maps, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| method | seconds | frames/s | speed-up vs OpenScene-style |\n|---|---|---|---|")
-    for name, sec in rows:
-        print(f"| {name} | {sec:.2f} | {len(frames) / sec:.1f} | {base / sec:.2f}x |")
+    print_table(f"{scene.num_points:,} points, {len(frames)} frames {W}x{H}, {args.dim}-d maps, "
+                f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+                ["method", "seconds", "frames/s", "speed-up vs OpenScene-style"],
+                [(name, f"{sec:.2f}", f"{len(frames) / sec:.1f}", f"{base / sec:.2f}x") for name, sec in rows])
 
 
 if __name__ == "__main__":

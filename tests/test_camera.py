@@ -85,3 +85,17 @@ def test_check_intrinsics():
         check_intrinsics(np.full((3, 3), np.inf))
     with pytest.raises(InputError, match="pinhole"):
         check_intrinsics(np.array([[1.0, 0, 0], [0, 1, 0], [1, 0, 1]]))
+
+
+def test_look_at_points_the_optical_axis_at_the_target():
+    from geopurify.camera import look_at
+
+    T = look_at(np.array([1.0, 2.0, 1.5]), np.array([4.0, 2.0, 0.5]))
+    check_pose(T)
+    uv = project(world_to_camera(torch.tensor([[4.0, 2.0, 0.5]], dtype=torch.float64), torch.from_numpy(T)), K)
+    assert torch.allclose(uv, torch.tensor([[320.0, 240.0]], dtype=torch.float64))
+    # world up appears towards the top of the image (smaller v)
+    up = project(world_to_camera(torch.tensor([[4.0, 2.0, 0.6]], dtype=torch.float64), torch.from_numpy(T)), K)
+    assert up[0, 1] < 240
+    with pytest.raises(ValueError):
+        look_at(np.zeros(3), np.array([0.0, 0, 1]))

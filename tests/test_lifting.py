@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from geopurify import Frame, Frames, InputError
-from geopurify.camera import project, world_to_camera
+from geopurify.camera import look_at, project, world_to_camera
 from geopurify.encoders.openscene import import_openscene
 from geopurify.encoders.precomputed import PrecomputedEncoder
 from geopurify.features import DenseFeatures, MaskFeatures, assign_masks
@@ -13,19 +13,6 @@ from geopurify.sim import make_room
 
 K = np.array([[60.0, 0, 39.5], [0, 60.0, 29.5], [0, 0, 1]])
 SIZE = (80, 60)
-
-
-def look_at(eye, target):
-    eye, target = np.asarray(eye, float), np.asarray(target, float)
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0, 0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    T = np.eye(4)
-    T[:3, :3] = np.stack([x, y, z], 1)
-    T[:3, 3] = eye
-    return T
 
 
 def room_frames(scene, n=4, with_depth=True, seed=0):

@@ -142,3 +142,19 @@ def backproject_depth(depth: torch.Tensor, K: torch.Tensor | np.ndarray) -> tupl
     x = (cols.to(torch.float64) - K[0, 2]) / K[0, 0] * z
     y = (rows.to(torch.float64) - K[1, 2]) / K[1, 1] * z
     return torch.stack([x, y, z], 1).to(depth.dtype), torch.stack([rows, cols], 1)
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """``cam_to_world`` of a camera at ``eye`` looking at ``target`` with image rows pointing down
+    (``up`` is world up; it must not be parallel to the viewing direction). Returns ``(4, 4) float64``."""
+    eye, target = np.asarray(eye, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("look_at: the viewing direction is parallel to 'up'")
+    x /= np.linalg.norm(x)
+    T = np.eye(4)
+    T[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+    T[:3, 3] = eye
+    return T
