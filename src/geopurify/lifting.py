@@ -174,7 +174,7 @@ class LiftedFeatures:
         return int(self.features.shape[1])
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write an ``.npz`` (features as float16 when ``half``) with metadata, atomically."""
+        """Write an ``.npz`` (features, seen, view_counts, JSON metadata), atomically."""
         meta = {"format_version": FORMAT_VERSION, "encoder": self.encoder, "settings": self.settings}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -220,7 +220,7 @@ def fill_from_nearest(coords: torch.Tensor, features: torch.Tensor, seen: torch.
 
 
 class _EncodingCache:
-    """Encoder outputs and visibilities kept between passes, within a byte budget."""
+    """Encoder outputs kept between the two consensus passes, within a byte budget."""
 
     def __init__(self, encode: Callable[[int], tuple[Frame, FrameFeatures]], budget: int) -> None:
         self.encode, self.budget, self.used = encode, budget, 0
