@@ -273,7 +273,8 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
     cache = _EncodingCache(encode_frame, config.cache_bytes if config.fusion == "consensus" else 0)
     counts = torch.zeros(n, dtype=torch.int32)
     scale = config.logit_scale if config.logit_scale is not None else logit_scale
-    acc: torch.Tensor | None = None
+    dim: int | None = None
+    acc = torch.zeros(0)  # (N, D) running sum, mean fusion only
     if config.fusion == "consensus":
         if text_embeddings is None:
             raise ValueError("consensus fusion needs text_embeddings (the vocabulary)")
@@ -286,10 +287,12 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
                   unit="frame"):
         size, ff = cache.get(i)
         vis = vis_cache[i]
-        if acc is None:
-            acc = torch.zeros(n, ff.dim)
-        if ff.dim != acc.shape[1]:
-            raise InputError(f"frame {frames.names[i]}: encoder returned {ff.dim}-d features, expected {acc.shape[1]}")
+        if dim is None:
+            dim = ff.dim
+            if config.fusion == "mean":
+                acc = torch.zeros(n, dim)
+        if ff.dim != dim:
+            raise InputError(f"frame {frames.names[i]}: encoder returned {ff.dim}-d features, expected {dim}")
         if config.fusion == "mean":
             f, valid = ff.gather(vis.pixels, size)
             idx = vis.index
@@ -312,7 +315,7 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         top_s[idx] = best.values
         top_f[idx] = cand_f.gather(2, best.indices)
     seen = counts > 0
-    if acc is None:
+    if dim is None:
         raise InputError("no frame produced features")
     if config.fusion == "mean":
         features = acc / counts.clamp_min(1)[:, None].to(acc.dtype)
@@ -322,7 +325,7 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         sel_s = top_s[ar, consensus]                                              # (N, k)
         sel_f = top_f[ar, consensus]
         weights = torch.softmax(sel_s, dim=1).nan_to_num(0.0)                     # -inf slots -> 0
-        features = torch.zeros_like(acc)
+        features = torch.zeros(n, dim)
         needed = sorted(set(sel_f[seen].flatten().tolist()) - {-1})
         for i in tqdm(needed, desc="lifting 2/2", disable=not progress, unit="frame"):
             size, ff = cache.get(i)

@@ -49,7 +49,8 @@ class TextEncoder(Protocol):
     def encode_text(self, texts: list[str]) -> torch.Tensor: ...
 
 
-def _clip_hf(**kw: Any) -> ImageEncoder:
+def _clip_hf(**kw: Any) -> Any:
+    """ClipHFEncoder is both an ImageEncoder and a TextEncoder (its text tower)."""
     from .clip_hf import ClipHFEncoder
     return ClipHFEncoder(**kw)
 
@@ -69,13 +70,8 @@ def _minilm(**kw: Any) -> TextEncoder:
     return MiniLMTextEncoder(**kw)
 
 
-def _clip_text(**kw: Any) -> TextEncoder:
-    from .clip_hf import ClipHFEncoder
-    return ClipHFEncoder(**kw)
-
-
 ENCODERS: dict[str, Callable[..., ImageEncoder]] = {"clip-hf": _clip_hf, "precomputed": _precomputed, "masks": _masks}
-TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {"minilm": _minilm, "clip-hf": _clip_text}
+TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {"minilm": _minilm, "clip-hf": _clip_hf}
 
 
 def _discover(group: str, registry: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
