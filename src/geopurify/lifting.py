@@ -360,7 +360,7 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: str, *, model: str |
         text_encoder: embeds the vocabulary (and mask class names); default: the encoder's own text
             tower for ``clip-hf``, ``minilm`` for ``masks``; ``text_model`` is its folder if needed.
     """
-    from .encoders import get_encoder, get_text_encoder, prompts
+    from .encoders import encode_vocabulary, get_encoder, get_text_encoder
 
     if encoder == "openscene":
         from .encoders.openscene import import_openscene
@@ -389,7 +389,7 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: str, *, model: str |
         if text_enc is None:
             raise InputError(f"consensus fusion with the {encoder} encoder needs --text-encoder to embed the "
                              "vocabulary in the features' space (or use --fusion mean)")
-        text = text_enc.encode_text(prompts(vocabulary)) if encoder == "clip-hf" else text_enc.encode_text(vocabulary)
+        text = encode_vocabulary(text_enc, vocabulary)
     settings = {"model": None if model is None else str(model), "vocabulary": vocabulary,
                 "text_encoder": getattr(text_enc, "name", None)}
     return lift_features(scene, frames, enc.encode_frame, config=config, text_embeddings=text,

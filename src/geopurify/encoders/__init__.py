@@ -19,11 +19,11 @@ Text encoders: ``minilm`` (the offline MiniLM sentence encoder, extra ``minilm``
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from .._plugins import build_plugin
 from ..features import FrameFeatures
 from ..frames import Frame
 
@@ -74,27 +74,14 @@ ENCODERS: dict[str, Callable[..., ImageEncoder]] = {"clip-hf": _clip_hf, "precom
 TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {"minilm": _minilm, "clip-hf": _clip_hf}
 
 
-def _discover(group: str, registry: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    out = dict(registry)
-    for ep in entry_points(group=group):
-        out.setdefault(ep.name, ep.load())
-    return out
-
-
 def get_encoder(name: str, **options: Any) -> ImageEncoder:
     """Build an image encoder by name (built-in or entry point); ``KeyError`` lists the names."""
-    available = _discover("geopurify.encoders", ENCODERS)
-    if name not in available:
-        raise KeyError(f"unknown encoder {name!r}; available: {', '.join(sorted(available))}")
-    return available[name](**options)
+    return build_plugin("encoder", "geopurify.encoders", ENCODERS, name, **options)
 
 
 def get_text_encoder(name: str, **options: Any) -> TextEncoder:
     """Build a text encoder by name (built-in or entry point); ``KeyError`` lists the names."""
-    available = _discover("geopurify.text_encoders", TEXT_ENCODERS)
-    if name not in available:
-        raise KeyError(f"unknown text encoder {name!r}; available: {', '.join(sorted(available))}")
-    return available[name](**options)
+    return build_plugin("text encoder", "geopurify.text_encoders", TEXT_ENCODERS, name, **options)
 
 
 def prompts(class_names: list[str], template: str = DEFAULT_TEMPLATE) -> list[str]:
@@ -102,5 +89,17 @@ def prompts(class_names: list[str], template: str = DEFAULT_TEMPLATE) -> list[st
     return [template.format(c) for c in class_names]
 
 
+def encode_vocabulary(text_encoder: TextEncoder, names: list[str], template: str | None = DEFAULT_TEMPLATE) -> torch.Tensor:
+    """Embed class names or free texts, ``(len(names), D)`` unit rows, the way the features were made.
+
+    CLIP-family text towers read prompts (``template``, default ``"a {} in a scene"``, as upstream);
+    sentence encoders such as ``minilm`` embed mask class names as they are, so their names are not
+    templated. ``template=None`` never templates.
+    """
+    use = template is not None and getattr(text_encoder, "name", "") == "clip-hf"
+    emb = text_encoder.encode_text(prompts(names, template) if use else list(names))  # type: ignore[arg-type]
+    return torch.nn.functional.normalize(emb.float(), dim=1)
+
+
 __all__ = ["ImageEncoder", "TextEncoder", "ENCODERS", "TEXT_ENCODERS", "get_encoder", "get_text_encoder",
-           "prompts", "DEFAULT_TEMPLATE"]
+           "prompts", "encode_vocabulary", "DEFAULT_TEMPLATE"]

@@ -1,0 +1,199 @@
+"""The Student Affinity Network: a sparse 3D CNN on the 2 cm voxel grid that embeds each voxel.
+
+Input per voxel (:func:`student_inputs`), the same in training and inference::
+
+    x_v = [ normalize(mean lifted feature of v's points)  (D) | mean colour in [0, 1] (3) | mean normal (3) ]
+
+(the official training path drops the last 6 channels; that is a bug, not copied). The semantic part
+is L2-normalised so that encoders with differently scaled features give inputs of the same scale.
+
+Network: stem (sparse conv, ``stem_kernel``) -> BatchNorm -> ReLU, ``blocks`` residual blocks
+[conv3, BN, ReLU, conv3, BN, + identity, ReLU], and a 1x1 head to ``embed_dim``; no conv biases.
+Presets: ``upstream`` (hidden 512, 4 blocks, 128-d, k=3 stem: 63.9 M parameters at D=512, as the
+official model) for GPUs, and ``cpu`` (hidden 64, 2 blocks, 64-d, 1x1 stem), about a second per
+training iteration on a 50k-point scene on two CPU cores (``benchmarks/bench_training.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .geometry import VoxelGrid, scatter_mean
+from .sparse import KernelMap, SparseConv3d, build_kernel_map
+
+CHECKPOINT_KIND = "geopurify-student"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Architecture of the student. ``semantic_dim``: D of the lifted features it reads."""
+
+    semantic_dim: int
+    geometric_dim: int = 6
+    hidden: int = 512
+    blocks: int = 4
+    embed_dim: int = 128
+    stem_kernel: int = 3
+    kernel_size: int = 3
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        for name in ("semantic_dim", "hidden", "embed_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.blocks < 0 or self.geometric_dim < 0:
+            raise ValueError("blocks and geometric_dim must be >= 0")
+        if self.norm not in ("batch", "layer"):
+            raise ValueError(f"norm must be 'batch' or 'layer', got {self.norm!r}")
+        for name in ("stem_kernel", "kernel_size"):
+            if getattr(self, name) % 2 == 0 or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be odd and positive")
+
+    @property
+    def input_dim(self) -> int:
+        return self.semantic_dim + self.geometric_dim
+
+
+PRESETS: dict[str, dict[str, int]] = {
+    "upstream": {"hidden": 512, "blocks": 4, "embed_dim": 128, "stem_kernel": 3},
+    "cpu": {"hidden": 64, "blocks": 2, "embed_dim": 64, "stem_kernel": 1},
+}
+
+
+def student_config(preset: str, semantic_dim: int, **overrides: Any) -> StudentConfig:
+    """A :class:`StudentConfig` from a preset name (``upstream`` or ``cpu``) and overrides."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown student preset {preset!r}; available: {', '.join(PRESETS)}")
+    return StudentConfig(semantic_dim=semantic_dim, **{**PRESETS[preset], **overrides})
+
+
+def student_inputs(grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """Per-voxel input ``(M, D + 6) float32`` (module docstring) from per-point ``(N, D)`` lifted
+    features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals."""
+    sem = torch.nn.functional.normalize(scatter_mean(semantic.float(), grid.inverse, grid.num_voxels), dim=1)
+    geo = scatter_mean(torch.cat([colors, normals], 1).float(), grid.inverse, grid.num_voxels)
+    return torch.cat([sem, geo], 1)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    return nn.BatchNorm1d(channels) if kind == "batch" else nn.LayerNorm(channels)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, norm: str) -> None:
+        super().__init__()
+        self.conv1 = SparseConv3d(channels, channels, kernel_size)
+        self.norm1 = _norm(norm, channels)
+        self.conv2 = SparseConv3d(channels, channels, kernel_size)
+        self.norm2 = _norm(norm, channels)
+
+    def forward(self, x: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        y = torch.relu(self.norm1(self.conv1(x, kmap)))
+        y = self.norm2(self.conv2(y, kmap))
+        return torch.relu(y + x)
+
+
+class StudentAffinityNet(nn.Module):
+    """``net(features (M, D+6), kmap) -> (M, embed_dim)`` L2-normalised voxel embeddings.
+
+    Parameter groups for the optimiser: ``stem`` (input conv + norm), ``blocks``, ``head``.
+    """
+
+    def __init__(self, config: StudentConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stem = SparseConv3d(config.input_dim, config.hidden, config.stem_kernel)
+        self.stem_norm = _norm(config.norm, config.hidden)
+        self.blocks = nn.ModuleList(_ResBlock(config.hidden, config.kernel_size, config.norm)
+                                    for _ in range(config.blocks))
+        self.head = SparseConv3d(config.hidden, config.embed_dim, 1)
+
+    def forward(self, features: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+        if features.shape[1] != self.config.input_dim:
+            raise ValueError(f"student expects {self.config.input_dim} input channels "
+                             f"({self.config.semantic_dim} semantic + {self.config.geometric_dim}), "
+                             f"got {features.shape[1]}")
+        x = torch.relu(self.stem_norm(self.stem(features, kmap)))
+        for block in self.blocks:
+            x = block(x, kmap)
+        return torch.nn.functional.normalize(self.head(x, kmap), dim=1)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"stem": [*self.stem.parameters(), *self.stem_norm.parameters()],
+                "blocks": list(self.blocks.parameters()), "head": list(self.head.parameters())}
+
+    def kernel_map(self, coords: torch.Tensor) -> KernelMap:
+        """The kernel map this network needs for the voxels ``coords (M, 3) int64``."""
+        return build_kernel_map(coords, max(self.config.kernel_size, self.config.stem_kernel)
+                                if self.config.blocks else self.config.stem_kernel)
+
+    @torch.no_grad()
+    def embed(self, grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """Inference on a whole scene (eval mode, no augmentation): ``(M, embed_dim)`` voxel embeddings."""
+        was_training = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        x = student_inputs(grid, semantic, colors, normals).to(dev)
+        out = self(x, self.kernel_map(grid.coords.to(dev)))
+        self.train(was_training)
+        return out
+
+
+def build_student(config: StudentConfig, seed: int | None = None) -> StudentAffinityNet:
+    """A freshly initialised student (deterministic when ``seed`` is given)."""
+    if seed is None:
+        return StudentAffinityNet(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return StudentAffinityNet(config)
+
+
+def student_state(model: StudentAffinityNet) -> dict[str, Any]:
+    """The self-describing part of a checkpoint: kind, version, config and weights (on CPU)."""
+    import geopurify
+    return {"kind": CHECKPOINT_KIND, "version": CHECKPOINT_VERSION, "config": asdict(model.config),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "versions": {"geopurify": geopurify.__version__, "torch": str(torch.__version__)}}
+
+
+def load_student(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> StudentAffinityNet:
+    """Load a student from a checkpoint written by training (``best.pt``/``last.pt``) or
+    :func:`save_student`; returns the model in eval mode on ``device``.
+
+    Raises:
+        InputError: missing file, or not a geopurify student checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("student checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise InputError(f"cannot read checkpoint ({type(exc).__name__}: {exc})", path) from None
+    student = ckpt.get("student", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(student, dict) or student.get("kind") != CHECKPOINT_KIND:
+        raise InputError("not a geopurify student checkpoint", path)
+    if student.get("version", 0) > CHECKPOINT_VERSION:
+        raise InputError(f"checkpoint format {student['version']} is newer than this geopurify supports", path)
+    model = StudentAffinityNet(StudentConfig(**student["config"]))
+    try:
+        model.load_state_dict(student["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"weights do not match the stored config: {exc}", path) from None
+    return model.to(device).eval()
+
+
+def save_student(model: StudentAffinityNet, path: str | os.PathLike[str]) -> None:
+    """Write a weights-only student checkpoint, atomically."""
+    from ._fileio import atomic_path
+    with atomic_path(path) as tmp:
+        torch.save(student_state(model), tmp)
+
