@@ -56,11 +56,19 @@ def test_info_on_every_shared_layout(shared_data, capsys, rel, expect):
     assert expect in out and "bbox min" in out
 
 
-def test_demo_writes_a_labelled_ply(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = read_ply(tmp_path / "room-0_gt.ply")
-    assert len(out.xyz) > 40_000 and "label" in out.properties
-    assert "labels     scannet20" in capsys.readouterr().out
+@pytest.mark.slow
+def test_demo_runs_the_pipeline_and_reports_its_own_numbers(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--density", "120", "--views", "10", "--epochs", "2",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    out = read_ply(tmp_path / "room-0_purified.ply")
+    assert len(out.xyz) > 10_000 and "label" in out.properties
+    report = (tmp_path / "report.md").read_text()
+    direct = printed.split("direct projection ")[1].split(" mIoU")[0]
+    purified = printed.split("purified ")[1].split(" mIoU")[0]
+    assert f"Direct projection: **{direct} mIoU**; purified: **{purified} mIoU**" in report
+    assert "simulated" in report and "| purified | all |" in report
+    assert (tmp_path / "viewer.html").is_file() and len(list(tmp_path.glob("view*_purified.png"))) == 2
 
 
 def _write_feature_maps(folder, names, dim, size=(24, 32)):

@@ -219,3 +219,11 @@ def test_openscene_import(tmp_path, room):
     torch.save({"feat": feat, "mask_full": mask[:-1]}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match=r"bad\.pt: mask_full has"):
         import_openscene(tmp_path / "bad.pt", room)
+
+
+def test_a_view_without_masks_sees_nothing_and_breaks_nothing():
+    ff = MaskFeatures(torch.full((6, 8), -1, dtype=torch.int64), torch.zeros(0, 4))
+    pixels = torch.tensor([[0, 0], [5, 7]])
+    feats, valid = ff.gather(pixels, (8, 6))
+    logits, valid2 = ff.gather_logits(pixels, (8, 6), torch.randn(3, 4), 10.0)
+    assert feats.shape == (2, 4) and logits.shape == (2, 3) and not bool(valid.any() or valid2.any())

@@ -29,7 +29,7 @@ def test_knn_graph_matches_brute_force():
 def test_affinity_rows_are_softmax_of_sharpened_cosines():
     e = torch.randn(50, 6)
     nb = knn_graph(torch.rand(50, 3), 8)
-    w = affinity_weights(e, nb, 20.0, chunk=7)
+    w = affinity_weights(e, nb, 20.0)
     en = torch.nn.functional.normalize(e, dim=1)
     for i in range(50):
         cos = torch.stack([en[i] @ en[j] for j in nb[i]])

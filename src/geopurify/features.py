@@ -97,10 +97,12 @@ class MaskFeatures:
     def gather_logits(self, pixels: torch.Tensor, image_size: tuple[int, int], text: torch.Tensor,
                       scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """``scale * normalize(f) . text`` at the pixels: ``(M, C)``, scored once per mask."""
-        mask_logits = scale * torch.nn.functional.normalize(self.embeddings.to(torch.float32), dim=1) @ text.T
         r, c = _cells(pixels, image_size, tuple(self.owner.shape))
         ids = self.owner[r, c]
         valid = ids >= 0
+        if self.embeddings.shape[0] == 0:                   # a view in which the model found nothing
+            return torch.zeros(len(ids), text.shape[0]), valid
+        mask_logits = scale * torch.nn.functional.normalize(self.embeddings.to(torch.float32), dim=1) @ text.T
         return mask_logits[ids.clamp_min(0)], valid
 
     @property

@@ -113,7 +113,7 @@ def sparse_conv(features: torch.Tensor, kmap: KernelMap, weight: torch.Tensor) -
         src = kmap.in_idx[o]
         if o == centre or src is None or src.numel() == 0:
             continue
-        out.index_add_(0, kmap.out_idx[o], features[src] @ weight[o])  # type: ignore[arg-type]
+        out.index_add_(0, kmap.out_idx[o], torch.index_select(features, 0, src) @ weight[o])  # type: ignore[arg-type]
     return out
 
 

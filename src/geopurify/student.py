@@ -7,11 +7,14 @@ Input per voxel (:func:`student_inputs`), the same in training and inference::
 (the official training path drops the last 6 channels; that is a bug, not copied). The semantic part
 is L2-normalised so that encoders with differently scaled features give inputs of the same scale.
 
-Network: stem (sparse conv, ``stem_kernel``) -> BatchNorm -> ReLU, ``blocks`` residual blocks
-[conv3, BN, ReLU, conv3, BN, + identity, ReLU], and a 1x1 head to ``embed_dim``; no conv biases.
-Presets: ``upstream`` (hidden 512, 4 blocks, 128-d, k=3 stem: 63.9 M parameters at D=512, as the
-official model) for GPUs, and ``cpu`` (hidden 64, 2 blocks, 64-d, 1x1 stem), about a second per
-training iteration on a 50k-point scene on two CPU cores (``benchmarks/bench_training.py``).
+Network: stem (sparse conv, ``stem_kernel``) -> norm -> ReLU, ``blocks`` residual blocks
+[conv3, norm, ReLU, conv3, norm, + identity, ReLU], and a 1x1 head to ``embed_dim``; no conv biases.
+Presets: ``upstream`` (hidden 512, 4 blocks, 128-d, k=3 stem, BatchNorm: 63.9 M parameters at D=512,
+as the official model) for GPUs, and ``cpu`` (hidden 64, 2 blocks, 64-d, 1x1 stem, LayerNorm), about a
+second per training iteration on a 50k-point scene on two CPU cores (``benchmarks/bench_training.py``).
+LayerNorm in the small preset: with one scene per batch and a few dozen iterations, BatchNorm's
+running statistics lag behind the weights, so eval-mode outputs drift from training-mode ones (the
+label-free validation loss rose while the training loss fell); per-voxel LayerNorm has no such gap.
 """
 
 from __future__ import annotations
@@ -62,9 +65,9 @@ class StudentConfig:
         return self.semantic_dim + self.geometric_dim
 
 
-PRESETS: dict[str, dict[str, int]] = {
+PRESETS: dict[str, dict[str, Any]] = {
     "upstream": {"hidden": 512, "blocks": 4, "embed_dim": 128, "stem_kernel": 3},
-    "cpu": {"hidden": 64, "blocks": 2, "embed_dim": 64, "stem_kernel": 1},
+    "cpu": {"hidden": 64, "blocks": 2, "embed_dim": 64, "stem_kernel": 1, "norm": "layer"},
 }
 
 
@@ -78,9 +81,13 @@ def student_config(preset: str, semantic_dim: int, **overrides: Any) -> StudentC
 def student_inputs(grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     """Per-voxel input ``(M, D + 6) float32`` (module docstring) from per-point ``(N, D)`` lifted
     features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals."""
-    sem = torch.nn.functional.normalize(scatter_mean(semantic.float(), grid.inverse, grid.num_voxels), dim=1)
-    geo = scatter_mean(torch.cat([colors, normals], 1).float(), grid.inverse, grid.num_voxels)
-    return torch.cat([sem, geo], 1)
+    d = semantic.shape[1]
+    out = torch.empty(grid.num_voxels, d + 6, dtype=torch.float32, device=semantic.device)
+    sem = out[:, :d]
+    sem.copy_(scatter_mean(semantic.float(), grid.inverse, grid.num_voxels))
+    sem.div_(sem.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    out[:, d:] = scatter_mean(torch.cat([colors, normals], 1).float(), grid.inverse, grid.num_voxels)
+    return out
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
