@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class DemoConfig:
     lr: float = 1e-3
     queries: tuple[str, ...] = ("couch", "somewhere to sit")
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass

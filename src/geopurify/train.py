@@ -205,6 +205,7 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
     history: list[dict[str, float]] = []
     best: dict[str, float] = {"epoch": -1, "val_loss": math.inf}
     start = 0
+    resumed_after = None
     last = run / "last.pt"
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
@@ -216,17 +217,23 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         history, best, start = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
-        log.info("resuming %s after epoch %d", run, ckpt["epoch"])
+        resumed_after = int(ckpt["epoch"])
     samplers = [_SceneSampler(s, config, dev) for s in scenes]
     val = [_SceneSampler(s, config, dev) for s in val_scenes] if val_scenes else samplers
+    # train.log always gets the run's INFO records, whatever the console's level
     handler = logging.FileHandler(run / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("geopurify")
-    old_level = root.level
-    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))     # the log file always gets INFO
-    root.addHandler(handler)
+    file_log = logging.getLogger("geopurify.runlog")
+    file_log.propagate = False
+    file_log.setLevel(logging.INFO)
+    file_log.addHandler(handler)
+
+    def note(msg: str, *args: Any) -> None:
+        log.info(msg, *args)
+        file_log.info(msg, *args)
     try:
+        if resumed_after is not None:
+            note("resuming %s after epoch %d", run, resumed_after)
         total = config.epochs * len(scenes)
         bar = tqdm(total=total, initial=start * len(scenes), disable=not progress, desc="train", unit="it")
         for epoch in range(start, config.epochs):
@@ -251,7 +258,7 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
                    "iters_per_s": len(losses) / seconds, "anchors_per_s": anchors / seconds,
                    "lr": opt.param_groups[1]["lr"]}
             history.append(rec)
-            log.info("epoch %d/%d: loss %.4f, val loss %.4f, %.1f s (%.2f it/s, %.0f anchors/s)", epoch + 1,
+            note("epoch %d/%d: loss %.4f, val loss %.4f, %.1f s (%.2f it/s, %.0f anchors/s)", epoch + 1,
                      config.epochs, rec["loss"], vloss, seconds, rec["iters_per_s"], rec["anchors_per_s"])
             if vloss < best["val_loss"]:
                 best = {"epoch": epoch, "val_loss": vloss}
@@ -259,8 +266,7 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
             _save(last, student, opt, sched, config, epoch, history, best, names)
         bar.close()
     finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
+        file_log.removeHandler(handler)
         handler.close()
     return TrainResult(student.eval(), history, int(best["epoch"]), run)
 

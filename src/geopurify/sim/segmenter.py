@@ -42,11 +42,15 @@ CONFUSABLE: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class SegmenterNoise:
-    consistent_confusion: float = 0.15
-    view_confusion: float = 0.15
+    """Error parameters (defaults = protocol "scannet-sim v1", fixed on 2026-11-25 so that direct
+    projection with consensus fusion and MiniLM class embeddings gives 47.2 mIoU on all points and 52.9
+    on the points the 40 views see, over the 16 scans of ``scannet50k``; error-free masks give 69.8)."""
+
+    consistent_confusion: float = 0.05
+    view_confusion: float = 0.05
     mask_stride: int = 4
-    boundary_px: int = 3
-    blobs_per_view: float = 1.0
+    boundary_px: int = 1
+    blobs_per_view: float = 0.3
     blob_radius: tuple[int, int] = (10, 35)
     uncovered: float = 0.05
 
