@@ -63,6 +63,9 @@ def test_a_finished_run_resumes_to_nothing_and_other_configs_are_refused(items, 
         train_student(items, tmp_path, tiny(), TrainConfig(epochs=4), progress=False)
     with pytest.raises(InputError, match="another configuration"):
         train_student(items[:1], tmp_path, tiny(), SMALL, progress=False)
+    (tmp_path / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="cannot read checkpoint to resume from"):
+        train_student(items, tmp_path, tiny(), SMALL, progress=False)
 
 
 def test_errors(items, tmp_path):

@@ -208,7 +208,11 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
     resumed_after = None
     last = run / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise InputError(f"cannot read checkpoint to resume from ({type(exc).__name__}); "
+                             "use another run folder or resume=False", last) from None
         if ckpt["train_config"] != config.to_dict() or ckpt["student"]["config"] != asdict(student_config) \
                 or ckpt["scenes"] != names:
             raise InputError("was written by a run with another configuration or scene list; "
@@ -259,7 +263,7 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
                    "lr": opt.param_groups[1]["lr"]}
             history.append(rec)
             note("epoch %d/%d: loss %.4f, val loss %.4f, %.1f s (%.2f it/s, %.0f anchors/s)", epoch + 1,
-                     config.epochs, rec["loss"], vloss, seconds, rec["iters_per_s"], rec["anchors_per_s"])
+                 config.epochs, rec["loss"], vloss, seconds, rec["iters_per_s"], rec["anchors_per_s"])
             if vloss < best["val_loss"]:
                 best = {"epoch": epoch, "val_loss": vloss}
                 _save(run / "best.pt", student, opt, sched, config, epoch, history, best, names)
