@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--train-count", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--semantic-weight", type=float, default=0.0, help="pairs also chosen by lifted features")
     ap.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".cache"))
     ap.add_argument("--direct-only", action="store_true", help="only report direct projection (protocol check)")
     a = ap.parse_args()
@@ -101,9 +102,10 @@ def main() -> None:
     tfeat = {n: teacher_features(scenes[n], teacher, cache / "teacher") for n in names}
     items = [DistillScene(scenes[n], lifted[n].features, tfeat[n]) for n in train]
     t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=a.epochs, warmup_epochs=1, lr=a.lr, pairs=PairConfig(anchors=4096))
-    result = train_student(items, cache / f"run-{a.epochs}-{a.train_count}", student_config("cpu", lifted[train[0]].dim),
-                           cfg, progress=False)
+    cfg = TrainConfig(epochs=a.epochs, warmup_epochs=1, lr=a.lr, pairs=PairConfig(anchors=4096),
+                      semantic_weight=a.semantic_weight)
+    run_dir = cache / f"run-{a.epochs}-{a.train_count}-{a.semantic_weight:g}"
+    result = train_student(items, run_dir, student_config("cpu", lifted[train[0]].dim), cfg, progress=False)
     t_train = time.perf_counter() - t0
     student = result.student
 
@@ -152,7 +154,8 @@ def main() -> None:
         rows.append(row(f"student, T={steps}", run("student", steps=steps).scores("purified")))
     rows.append(row("student, K=32", run("student", k=32).scores("purified")))
     t_eval = time.perf_counter() - t0
-    print_table(f"scannet-sim v1: trained on {', '.join(train)} ({a.epochs} epochs, label-free); evaluated on "
+    print_table(f"scannet-sim v1: trained on {', '.join(train)} ({a.epochs} epochs, label-free, semantic weight "
+                f"{a.semantic_weight:g}); evaluated on "
                 f"{len(test)} unseen scans ({', '.join(test)}); K=96, T=19 unless stated",
                 ["method", "mIoU", "mAcc", "f-mIoU", "gap closed"], rows)
     print(f"\nlifting {t_lift:.0f} s (cached after the first run), training {t_train:.0f} s, evaluation {t_eval:.0f} s")

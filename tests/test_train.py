@@ -17,7 +17,7 @@ from geopurify.selection import label_histograms, lifted_histograms, select_scen
 from geopurify.sim import make_room, noisy_class_features
 from geopurify.student import load_student, student_config
 from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, train_student
+from geopurify.train import DistillScene, TrainConfig, pair_features, train_student
 
 SMALL = TrainConfig(epochs=3, warmup_epochs=1, lr=1e-3, pairs=PairConfig(anchors=512))
 
@@ -142,3 +142,14 @@ def test_cli_train_resumes_after_being_killed(tmp_path):
     (scans / "room2.ply").write_bytes((scans / "room0.ply").read_bytes())
     bad = subprocess.run(cmd(tmp_path / "bad", str(scans / "room2.ply")), capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "room2.npz: no lifted features for scene 'room2'" in bad.stderr
+
+
+def test_pair_features_optionally_add_the_lifted_semantics(items):
+    item = items[0]
+    torch.testing.assert_close(pair_features(item), torch.nn.functional.normalize(item.teacher, dim=1))
+    both = pair_features(item, 0.7)
+    dt = item.teacher.shape[1]
+    assert both.shape == (item.scene.num_points, dt + item.semantic.shape[1])
+    torch.testing.assert_close(both.norm(dim=1), torch.ones(len(both)))
+    ratio = both[:, dt:].norm(dim=1) / both[:, :dt].norm(dim=1)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 0.7))

@@ -110,7 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val = prepare(_scene_paths(args.val)) if args.val else None
     pairs = PairConfig(anchors=args.anchors, micro_max_similarity=args.micro_max_similarity)
     config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, lr=args.lr, seed=args.seed,
-                         augment=not args.no_augment, pairs=pairs)
+                         augment=not args.no_augment, pairs=pairs, semantic_weight=args.semantic_weight)
     overrides = {"norm": args.norm} if args.norm else {}
     scfg = student_config(args.preset, scenes[0].semantic.shape[1], **overrides)
     result = train_student(scenes, out, scfg, config, val_scenes=val, device=args.device,
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchors", type=int, default=4096, help="anchors per scene and iteration")
     p.add_argument("--micro-max-similarity", type=float, help="reject micro negatives more similar than this")
     p.add_argument("--no-augment", action="store_true", help="no random rotation/scale during training")
+    p.add_argument("--semantic-weight", type=float, default=0.0,
+                   help="also choose pairs by the lifted features, with this weight (default 0: teacher only)")
     p.add_argument("--val", nargs="+", help="validation scans for the label-free best-checkpoint criterion")
     p.add_argument("--select", type=int, help="train on this many diverse scenes chosen from SCENES")
     p.add_argument("--select-by", choices=("lifted", "labels"), default="lifted",

@@ -53,9 +53,10 @@ class TrainConfig:
     voxel_size: float = 0.02
     seed: int = 5557
     pairs: PairConfig = field(default_factory=PairConfig)
+    semantic_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0:
+        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0:
             raise ValueError(f"invalid training config {self}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +103,17 @@ def _seed(*parts: int) -> int:
     return h
 
 
+def pair_features(item: DistillScene, semantic_weight: float = 0.0) -> torch.Tensor:
+    """The features whose similarities choose the pairs: the unit teacher features, optionally
+    concatenated with ``semantic_weight`` times the unit lifted features (label-free; off by default,
+    as upstream, whose pairs come from the teacher alone)."""
+    t = torch.nn.functional.normalize(item.teacher.float(), dim=1)
+    if semantic_weight <= 0:
+        return t
+    s = torch.nn.functional.normalize(item.semantic.float(), dim=1)
+    return torch.nn.functional.normalize(torch.cat([t, semantic_weight * s], 1), dim=1)
+
+
 class _SceneSampler:
     """A training scene's canonical voxel grid and its memoised :class:`~geopurify.distill.PairTable`."""
 
@@ -111,7 +123,7 @@ class _SceneSampler:
         n = item.scene.num_points
         self.rep = torch.full((self.grid.num_voxels,), n, dtype=torch.int64)       # one member point per voxel
         self.rep.scatter_reduce_(0, self.grid.inverse, torch.arange(n), reduce="amin")
-        teacher = self.grid.to_voxels(item.teacher.float()).to(device)
+        teacher = self.grid.to_voxels(pair_features(item, config.semantic_weight)).to(device)
         self.table = PairTable(teacher, self.grid.centers.to(device), config.pairs)
 
     def batch(self, student: StudentAffinityNet, generator: torch.Generator | None) -> tuple[torch.Tensor, Any, Pairs]:
