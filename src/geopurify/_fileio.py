@@ -37,3 +37,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def find_in_folder(folder: Path, stem: str, extensions: tuple[str, ...], what: str) -> Path:
+    """``folder/<stem><ext>`` for the first extension that exists.
+
+    Raises:
+        InputError: none exists; the message names ``what`` and the extensions tried.
+    """
+    for ext in extensions:
+        p = folder / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    from .errors import InputError
+    raise InputError(f"no {what} ({' or '.join(stem + e for e in extensions)})", folder)

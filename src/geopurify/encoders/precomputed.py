@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._fileio import find_in_folder
 from ..errors import InputError
 from ..features import DenseFeatures
 from ..frames import Frame
@@ -38,11 +39,7 @@ class PrecomputedEncoder:
         self.dim: int | None = None
 
     def path_for(self, frame_name: str) -> Path:
-        for ext in (".npy", ".pt"):
-            p = self.folder / f"{frame_name}{ext}"
-            if p.is_file():
-                return p
-        raise InputError(f"no feature file for frame {frame_name!r} (.npy or .pt)", self.folder)
+        return find_in_folder(self.folder, frame_name, (".npy", ".pt"), f"feature file for frame {frame_name!r}")
 
     def encode_frame(self, frame: Frame) -> DenseFeatures:
         path = self.path_for(frame.name)

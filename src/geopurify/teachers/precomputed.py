@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._fileio import find_in_folder
 from ..errors import InputError
 from ..scene import Scene
 
@@ -27,11 +28,7 @@ class PrecomputedTeacher:
         self.settings = {"path": str(self.root.resolve())}
 
     def file_for(self, scene: Scene) -> Path:
-        for ext in (".npy", ".npz"):
-            p = self.root / f"{scene.name}{ext}"
-            if p.is_file():
-                return p
-        raise InputError(f"no teacher features for scene {scene.name!r} ({scene.name}.npy or .npz)", self.root)
+        return find_in_folder(self.root, scene.name, (".npy", ".npz"), f"teacher features for scene {scene.name!r}")
 
     def __call__(self, scene: Scene) -> torch.Tensor:
         path = self.file_for(scene)
