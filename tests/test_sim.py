@@ -9,9 +9,10 @@ import torch
 from geopurify import Scene
 from geopurify.camera import look_at
 from geopurify.labels import SCANNET20
+from geopurify.render import fill_holes
 from geopurify.sim import make_room
 from geopurify.sim.segmenter import CONFUSABLE, SegmenterNoise, SimulatedSegmenter
-from geopurify.sim.views import SCANNET_K_320, fill_holes, render_views, room_cameras
+from geopurify.sim.views import SCANNET_K_320, render_views, room_cameras
 
 CLEAN = SegmenterNoise(consistent_confusion=0, view_confusion=0, mask_stride=1, boundary_px=0, blobs_per_view=0,
                        uncovered=0)

@@ -20,7 +20,7 @@ import torch
 
 from ._fileio import atomic_write_text
 from .distill import PairConfig
-from .evaluate import evaluate
+from .evaluate import evaluate, predictions_to_ids
 from .io.ply import write_ply
 from .query import Segmenter
 from .scene import Scene
@@ -106,7 +106,8 @@ def run_demo(out: str | Path, scene: Scene, config: DemoConfig = DemoConfig(), p
     heats = {q: seg.heatmap(q) for q in config.queries} if text is not None else {}
     t = tick("pooling + evaluation + queries", t)
 
-    to_ids = scored[direct.labels.clamp_min(0)].numpy(), scored[purified.labels.clamp_min(0)].numpy()
+    classes = scored.tolist()
+    to_ids = (predictions_to_ids(direct.labels, classes).numpy(), predictions_to_ids(purified.labels, classes).numpy())
     layers = {"colour": (scene.colors.numpy() * 255).round().astype(np.uint8),
               "ground truth": label_colors(scene.labels, ls.num_classes),
               "direct": label_colors(to_ids[0], ls.num_classes), "purified": label_colors(to_ids[1], ls.num_classes)}

@@ -3,6 +3,7 @@
 Used where a frame has no depth image (the occlusion test of lifting needs one) and by the
 simulator. Each point is drawn as a square splat whose half-width in pixels follows the point
 spacing and its depth, ``r = ceil(0.5 * spacing * f / z)``, capped at ``max_radius``.
+:func:`fill_holes` closes the gaps left between splats from the nearest valid neighbour pixel.
 """
 
 from __future__ import annotations
@@ -83,3 +84,31 @@ def render_depth(points: torch.Tensor, cam_to_world: np.ndarray | torch.Tensor, 
     elif values is not None:
         rendered = torch.zeros((H, W, *values.shape[1:]), dtype=values.dtype)
     return depth_flat.view(H, W), rendered
+
+
+def fill_holes(depth: torch.Tensor, values: torch.Tensor, iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill empty pixels (depth 0) that have a valid 8-neighbour with the nearest such neighbour's depth
+    and values; repeated ``iterations`` times. ``values``: ``(H, W, C)``."""
+    h, w = depth.shape
+    for _ in range(iterations):
+        empty = depth <= 0
+        if not bool(empty.any()):
+            break
+        d = torch.where(empty, torch.full_like(depth, math.inf), depth)
+        pd = torch.nn.functional.pad(d[None, None], (1, 1, 1, 1), value=math.inf)[0, 0]
+        pv = torch.nn.functional.pad(values.permute(2, 0, 1)[None], (1, 1, 1, 1))[0].permute(1, 2, 0)
+        best_d = torch.full_like(depth, math.inf)
+        best_v = torch.zeros_like(values)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if dy == 0 and dx == 0:
+                    continue
+                nd = pd[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                nv = pv[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+                better = nd < best_d
+                best_d = torch.where(better, nd, best_d)
+                best_v = torch.where(better[..., None], nv, best_v)
+        fill = empty & torch.isfinite(best_d)
+        depth = torch.where(fill, best_d, depth)
+        values = torch.where(fill[..., None], best_v, values)
+    return depth, values

@@ -19,8 +19,7 @@ from PIL import Image
 
 from ._fileio import atomic_path, atomic_write_text
 from .labels import IGNORE_COLOR, palette
-from .render import point_spacing, render_depth
-from .sim.views import fill_holes
+from .render import fill_holes, point_spacing, render_depth
 
 
 def label_colors(labels: torch.Tensor | np.ndarray, num_classes: int) -> np.ndarray:

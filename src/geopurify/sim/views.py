@@ -7,7 +7,7 @@ horizontal field of view). A camera closer than ``clearance`` to any point is mo
 
 Images are rendered by z-buffer splatting of the points (:func:`geopurify.render.render_depth`, splat
 size from depth and point spacing), then holes left between splats are filled from the nearest valid
-neighbour pixel (:func:`fill_holes`).
+neighbour pixel (:func:`geopurify.render.fill_holes`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from ..camera import look_at
 from ..frames import Frame, Frames
 from ..geometry import knn
-from ..render import point_spacing, render_depth
+from ..render import fill_holes, point_spacing, render_depth
 from ..scene import Scene
 
 SCANNET_K_320 = np.array([[289.0, 0.0, 159.5], [0.0, 289.0, 119.5], [0.0, 0.0, 1.0]])
@@ -64,34 +64,6 @@ def room_cameras(scene: Scene, num_views: int = 40, *, seed: int = 0, height: tu
                 break
         poses.append(np.asarray(pose, dtype=np.float64))
     return poses
-
-
-def fill_holes(depth: torch.Tensor, values: torch.Tensor, iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fill empty pixels (depth 0) that have a valid 8-neighbour with the nearest such neighbour's depth
-    and values; repeated ``iterations`` times. ``values``: ``(H, W, C)``."""
-    h, w = depth.shape
-    for _ in range(iterations):
-        empty = depth <= 0
-        if not bool(empty.any()):
-            break
-        d = torch.where(empty, torch.full_like(depth, math.inf), depth)
-        pd = torch.nn.functional.pad(d[None, None], (1, 1, 1, 1), value=math.inf)[0, 0]
-        pv = torch.nn.functional.pad(values.permute(2, 0, 1)[None], (1, 1, 1, 1))[0].permute(1, 2, 0)
-        best_d = torch.full_like(depth, math.inf)
-        best_v = torch.zeros_like(values)
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                if dy == 0 and dx == 0:
-                    continue
-                nd = pd[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                nv = pv[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                better = nd < best_d
-                best_d = torch.where(better, nd, best_d)
-                best_v = torch.where(better[..., None], nv, best_v)
-        fill = empty & torch.isfinite(best_d)
-        depth = torch.where(fill, best_d, depth)
-        values = torch.where(fill[..., None], best_v, values)
-    return depth, values
 
 
 def render_views(scene: Scene, poses: list[np.ndarray], *, K: np.ndarray = SCANNET_K_320,
