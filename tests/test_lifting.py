@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+import geopurify.features
 from geopurify import Frame, Frames, InputError
 from geopurify.camera import look_at, project, world_to_camera
 from geopurify.encoders.openscene import import_openscene
 from geopurify.encoders.precomputed import PrecomputedEncoder
 from geopurify.features import DenseFeatures, MaskFeatures, assign_masks
-from geopurify.lifting import LiftConfig, LiftedFeatures, lift_features, visible_points
+from geopurify.lifting import LiftConfig, LiftedFeatures, _decode_keys, _score_keys, lift_features, visible_points
 from geopurify.render import point_spacing, render_depth
 from geopurify.sim import make_room
 
@@ -99,8 +100,9 @@ def _naive_lift(room, frames, feats, text, fusion, scale, k=3):
     return out, per_point
 
 
-@pytest.mark.parametrize("fusion", ["mean", "consensus"])
-def test_fusion_matches_a_naive_implementation(room, fusion):
+@pytest.mark.parametrize("fusion,chunk", [("mean", 1024), ("consensus", 1024), ("mean", 7), ("consensus", 7)])
+def test_fusion_matches_a_naive_implementation(room, fusion, chunk, monkeypatch):
+    monkeypatch.setattr(geopurify.features, "GATHER_ROWS", chunk)      # many small gathers must give the same
     frames = room_frames(room, n=5)
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(15, 20, 8, generator=g) for _ in frames]   # coarse maps: patches cover many pixels
@@ -227,3 +229,17 @@ def test_a_view_without_masks_sees_nothing_and_breaks_nothing():
     feats, valid = ff.gather(pixels, (8, 6))
     logits, valid2 = ff.gather_logits(pixels, (8, 6), torch.randn(3, 4), 10.0)
     assert feats.shape == (2, 4) and logits.shape == (2, 3) and not bool(valid.any() or valid2.any())
+
+
+def test_score_keys_order_like_scores_then_earlier_frames():
+    scores = torch.tensor([[-3.5, -0.0, 0.0, 1e-30, 2.0, -1e30, 7.25]])
+    for frame in (0, 5, 2**31):
+        s, f = _decode_keys(_score_keys(scores, frame))
+        assert torch.equal(s, scores) and (f == frame).all()
+    keys = _score_keys(scores, 3)[0]
+    assert torch.equal(keys.argsort(), torch.tensor([5, 0, 1, 2, 3, 4, 6]))     # -0.0 sorts just below +0.0
+    tie = torch.tensor([[1.5]])
+    assert int(_score_keys(tie, 2)) > int(_score_keys(tie, 9))                 # equal scores: earlier frame wins
+    empty = torch.full((2,), torch.iinfo(torch.int64).min)
+    s, f = _decode_keys(empty)
+    assert torch.equal(s, torch.full((2,), -torch.inf)) and torch.equal(f, torch.full((2,), -1))

@@ -31,9 +31,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ._fileio import atomic_path
-from .camera import project, scale_intrinsics, world_to_camera
+from ._validate import all_finite
+from .camera import scale_intrinsics
 from .errors import InputError
-from .features import FrameFeatures
+from .features import FrameFeatures, row_chunks
 from .frames import Frame, Frames
 from .geometry import knn
 from .render import point_spacing, render_depth
@@ -108,11 +109,17 @@ def visible_points(coords: torch.Tensor, frame: Frame, *, depth_tolerance: float
         :class:`Visibility` of the visible points, in increasing point order.
     """
     W, H = frame.size
-    cam = world_to_camera(coords.to(torch.float32), torch.from_numpy(frame.cam_to_world))
-    uv = project(cam, frame.intrinsics).round()
-    z = cam[:, 2]
-    inside = (z > 0) & torch.isfinite(uv).all(1) & (uv[:, 0] >= border) & (uv[:, 0] < W - border) \
-        & (uv[:, 1] >= border) & (uv[:, 1] < H - border)
+    # camera coordinates R^T (x_w - t) = x_w R - t R in one float32 product (errors ~1e-6 m)
+    T = torch.from_numpy(frame.cam_to_world)
+    R = T[:3, :3]
+    cam = torch.addmm((-(T[:3, 3] @ R)).to(torch.float32), coords.to(torch.float32), R.to(torch.float32))
+    x, y, z = cam.unbind(1)
+    inv_z = 1.0 / z                                       # z <= 0 is rejected below; inf/nan compare False
+    fx, fy, cx, cy = (float(v) for v in (frame.intrinsics[0, 0], frame.intrinsics[1, 1], frame.intrinsics[0, 2],
+                                         frame.intrinsics[1, 2]))
+    u = (x * inv_z).mul_(fx).add_(cx).round_()
+    v = (y * inv_z).mul_(fy).add_(cy).round_()
+    inside = (z > 0) & (u >= border) & (u < W - border) & (v >= border) & (v < H - border)
     idx = torch.nonzero(inside).flatten()
     if frame.depth is not None:
         depth, K_d = frame.depth, frame.depth_intrinsics
@@ -123,13 +130,18 @@ def visible_points(coords: torch.Tensor, frame: Frame, *, depth_tolerance: float
         sp = point_spacing(coords) if spacing is None else spacing
         depth, _ = render_depth(coords, frame.cam_to_world, K_d, (w, h), sp, max_splat_radius)
     h, w = depth.shape
-    duv = project(cam[idx], K_d).round()
-    ok = torch.isfinite(duv).all(1) & (duv[:, 0] >= 0) & (duv[:, 0] < w) & (duv[:, 1] >= 0) & (duv[:, 1] < h)
-    idx, duv = idx[ok], duv[ok].long()
-    d = depth[duv[:, 1], duv[:, 0]]
-    passes = (d > 0) & ((d - z[idx]).abs() <= depth_tolerance * d)
+    u, v, z, inv_z = u[idx], v[idx], z[idx], inv_z[idx]
+    if np.array_equal(K_d, frame.intrinsics):
+        du, dv = u, v
+    else:
+        du = (x[idx] * inv_z).mul_(float(K_d[0, 0])).add_(float(K_d[0, 2])).round_()
+        dv = (y[idx] * inv_z).mul_(float(K_d[1, 1])).add_(float(K_d[1, 2])).round_()
+    ok = (du >= 0) & (du < w) & (dv >= 0) & (dv < h)
+    d = torch.zeros_like(z)
+    d[ok] = depth[dv[ok].long(), du[ok].long()]
+    passes = (d > 0) & ((d - z).abs() <= depth_tolerance * d)
     idx = idx[passes]
-    pixels = torch.stack([uv[idx, 1], uv[idx, 0]], 1).long()
+    pixels = torch.stack([v[passes], u[passes]], 1).long()
     return Visibility(index=idx, pixels=pixels)
 
 
@@ -162,7 +174,7 @@ class LiftedFeatures:
             raise InputError(f"seen must be ({n},) bool")
         if self.view_counts.shape != (n,):
             raise InputError(f"view_counts must be ({n},)")
-        if not bool(torch.isfinite(f).all()):
+        if not all_finite(f):
             raise InputError("features contain NaN or inf")
 
     @property
@@ -217,6 +229,31 @@ def fill_from_nearest(coords: torch.Tensor, features: torch.Tensor, seen: torch.
     out = features if inplace else features.clone()
     out[unseen_idx] = features[seen_idx[nn[:, 0]]]
     return out
+
+
+_EMPTY_KEY = torch.iinfo(torch.int64).min
+_LOW32 = 0xFFFFFFFF
+
+
+def _score_keys(scores: torch.Tensor, frame: int) -> torch.Tensor:
+    """``(M, C) float32`` scores of one frame as ``int64`` keys whose integer order is (score, earlier frame).
+
+    High 32 bits: the float's bit pattern, all bits but the sign flipped for negative numbers (the usual
+    order-preserving float-to-integer map); low 32 bits: ``2**32 - 1 - frame``, so equal scores rank the
+    earlier frame first. A running top-k then needs only ``maximum``/``minimum`` on one tensor.
+    """
+    b = scores.to(torch.float32).contiguous().view(torch.int32)
+    b = torch.where(b < 0, b ^ 0x7FFFFFFF, b)
+    return (b.to(torch.int64) << 32) | (_LOW32 - frame)
+
+
+def _decode_keys(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`_score_keys`: ``(scores float32, frames int64)``; empty slots give ``(-inf, -1)``."""
+    empty = keys == _EMPTY_KEY
+    hi = (keys >> 32).to(torch.int32)
+    scores = torch.where(hi < 0, hi ^ 0x7FFFFFFF, hi).contiguous().view(torch.float32)
+    frames = _LOW32 - (keys & _LOW32)
+    return scores.masked_fill(empty, -torch.inf), frames.masked_fill(empty, -1)
 
 
 class _EncodingCache:
@@ -281,8 +318,8 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         text = torch.nn.functional.normalize(text_embeddings.to(torch.float32), dim=1)
         C, k = text.shape[0], config.top_views
         logit_sum = torch.zeros(n, C)
-        top_s = torch.full((n, C, k), -torch.inf)
-        top_f = torch.full((n, C, k), -1, dtype=torch.int32)
+        # top[j][p, c]: the j-th best (logit, frame) key of point p for class c (k x N x C int64, descending)
+        top = [torch.full((n, C), _EMPTY_KEY) for _ in range(k)]
     for i in tqdm(sel, desc="lifting" if config.fusion == "mean" else "lifting 1/2", disable=not progress,
                   unit="frame"):
         size, ff = cache.get(i)
@@ -294,12 +331,13 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         if ff.dim != dim:
             raise InputError(f"frame {frames.names[i]}: encoder returned {ff.dim}-d features, expected {dim}")
         if config.fusion == "mean":
-            f, valid = ff.gather(vis.pixels, size)
-            idx = vis.index
-            if not bool(valid.all()):
-                idx, f = idx[valid], f[valid]
-            counts[idx] += 1
-            acc.index_add_(0, idx, f)
+            for part in row_chunks(len(vis.index)):       # bounded gathers: (rows, D) stays in cache
+                f, valid = ff.gather(vis.pixels[part], size)
+                idx = vis.index[part]
+                if not bool(valid.all()):
+                    idx, f = idx[valid], f[valid]
+                counts[idx] += 1
+                acc.index_add_(0, idx, f)
             continue
         if ff.dim != text.shape[1]:
             raise ValueError(f"features are {ff.dim}-d but the text embeddings are {text.shape[1]}-d")
@@ -309,34 +347,36 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
             idx, logits = idx[valid], logits[valid]
         counts[idx] += 1
         logit_sum.index_add_(0, idx, logits)
-        cand_s = torch.cat([top_s[idx], logits[:, :, None]], 2)
-        cand_f = torch.cat([top_f[idx], torch.full((len(idx), C, 1), i, dtype=torch.int32)], 2)
-        best = cand_s.topk(k, dim=2)
-        top_s[idx] = best.values
-        top_f[idx] = cand_f.gather(2, best.indices)
+        x = _score_keys(logits, i)
+        for j, level in enumerate(top):                                           # insertion into sorted lists
+            cur = level.index_select(0, idx)
+            level.index_copy_(0, idx, torch.maximum(cur, x))
+            if j + 1 < k:
+                x = torch.minimum(cur, x)
     seen = counts > 0
     if dim is None:
         raise InputError("no frame produced features")
     if config.fusion == "mean":
         features = acc / counts.clamp_min(1)[:, None].to(acc.dtype)
     else:
-        consensus = (logit_sum / counts.clamp_min(1)[:, None]).argmax(1)
-        ar = torch.arange(n)
-        sel_s = top_s[ar, consensus]                                              # (N, k)
-        sel_f = top_f[ar, consensus]
+        consensus = (logit_sum / counts.clamp_min(1)[:, None]).argmax(1, keepdim=True)
+        sel_s, sel_f = _decode_keys(torch.cat([level.gather(1, consensus) for level in top], 1))   # (N, k)
+        del top, logit_sum
         weights = torch.softmax(sel_s, dim=1).nan_to_num(0.0)                     # -inf slots -> 0
         features = torch.zeros(n, dim)
-        needed = sorted(set(sel_f[seen].flatten().tolist()) - {-1})
+        needed = [i for i in torch.unique(sel_f[seen]).tolist() if i >= 0]
         for i in tqdm(needed, desc="lifting 2/2", disable=not progress, unit="frame"):
             size, ff = cache.get(i)
             vis = vis_cache[i]
-            slot_hit = sel_f[vis.index] == i                                      # (M, k)
-            use = slot_hit.any(1)                                                 # points choosing this view
-            idx = vis.index[use]
-            f, valid = ff.gather(vis.pixels[use], size)
-            f = torch.nn.functional.normalize(f, dim=1)
-            w = (weights[idx] * slot_hit[use]).sum(1) * valid
-            features.index_add_(0, idx, w[:, None] * f)
+            slot_hit = sel_f.index_select(0, vis.index) == i                      # (M, k)
+            use = torch.nonzero(slot_hit.any(1)).flatten()                        # points choosing this view
+            for part in row_chunks(len(use)):
+                rows = use[part]
+                idx = vis.index[rows]
+                f, valid = ff.gather(vis.pixels[rows], size)
+                w = (weights[idx] * slot_hit[rows]).sum(1) * valid
+                w /= torch.linalg.vector_norm(f, dim=1).clamp_min(1e-12)          # features are L2-normalised
+                features.index_add_(0, idx, f * w[:, None])
     if config.fill_unseen:
         features = fill_from_nearest(coords, features, seen, inplace=True)
     log.info("lifted %d-d features: %d of %d points seen (%.1f%%), %.1f views per seen point",

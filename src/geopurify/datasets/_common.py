@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._validate import all_finite
 from ..errors import InputError
 from ..frames import Frames
 from ..geometry import estimate_normals
@@ -67,7 +68,7 @@ def build_scene(path: str | os.PathLike[str], name: str, xyz: np.ndarray, rgb01:
     """
     try:
         xyz_t = torch.from_numpy(np.ascontiguousarray(xyz, dtype=np.float32))
-        if not bool(torch.isfinite(xyz_t).all()):
+        if not all_finite(xyz_t):
             raise InputError(f"{int((~torch.isfinite(xyz_t)).any(1).sum())} points have NaN or inf coordinates")
         if xyz_t.shape[0] == 0:
             raise InputError("scene has no points")

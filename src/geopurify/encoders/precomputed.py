@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._fileio import find_in_folder
+from .._validate import all_finite
 from ..errors import InputError
 from ..features import DenseFeatures
 from ..frames import Frame
@@ -57,6 +58,6 @@ class PrecomputedEncoder:
         if self.dim is not None and arr.shape[2] != self.dim:
             raise InputError(f"has {arr.shape[2]}-d features, other frames have {self.dim}", path)
         self.dim = int(arr.shape[2])
-        if not bool(torch.isfinite(arr).all()):
+        if not all_finite(arr):
             raise InputError("feature map contains NaN or inf", path)
         return DenseFeatures(arr)

@@ -29,6 +29,7 @@ import torch
 
 from .._fileio import atomic_path
 from .._plugins import build_plugin
+from .._validate import all_finite
 from ..errors import InputError
 from ..scene import Scene
 
@@ -92,7 +93,7 @@ def teacher_features(scene: Scene, teacher: Teacher, cache_dir: str | os.PathLik
     if feats.dim() != 2 or feats.shape[0] != scene.num_points:
         raise InputError(f"teacher {teacher.name!r} returned shape {tuple(feats.shape)} for "
                          f"{scene.num_points} points of scene {scene.name!r}")
-    if not bool(torch.isfinite(feats).all()):
+    if not all_finite(feats):
         raise InputError(f"teacher {teacher.name!r} returned NaN or inf for scene {scene.name!r}")
     feats = torch.nn.functional.normalize(feats.float(), dim=1).contiguous()
     if path is not None:
