@@ -16,44 +16,19 @@ Usage: ``python benchmarks/bench_purification.py [--epochs 20] [--train-count 4]
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import logging
 import time
 from pathlib import Path
 
 import torch
 
+from _protocol import load_protocol, protocol_arguments
 from _table import print_table
-from geopurify.datasets import load_scan
-from geopurify.distill import PairConfig
-from geopurify.encoders import encode_vocabulary, get_text_encoder
 from geopurify.evaluate import evaluate
 from geopurify.geometry import voxelize
 from geopurify.labels import SCANNET20
-from geopurify.lifting import LiftedFeatures
 from geopurify.metrics import voxel_mode
 from geopurify.pooling import PoolingConfig
 from geopurify.query import Segmenter
-from geopurify.selection import lifted_histograms, select_scenes
-from geopurify.sim.segmenter import SCANNET_SIM_V1, simulate_lifting
-from geopurify.student import student_config
-from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, train_student
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet50k"
-TRAIN_ROOMS = ("scene0000", "scene0001", "scene0002", "scene0003")
-
-
-def lifted_for(scene, class_emb, cache: Path) -> LiftedFeatures:
-    key = hashlib.sha1(json.dumps(SCANNET_SIM_V1.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    path = cache / f"{scene.name}.sim-v1-{key}.npz"
-    if path.is_file():
-        return LiftedFeatures.load(path, num_points=scene.num_points)
-    lifted, _ = simulate_lifting(scene, class_emb, noise=SCANNET_SIM_V1, num_views=40, seed=0)
-    lifted.save(path)
-    return lifted
 
 
 class _Embedded:
@@ -67,24 +42,11 @@ class _Embedded:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--train-count", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--semantic-weight", type=float, default=0.0, help="pairs also chosen by lifted features")
-    ap.add_argument("--cache", default=str(Path(__file__).resolve().parent / ".cache"))
+    ap = protocol_arguments(__doc__.splitlines()[0])
     ap.add_argument("--direct-only", action="store_true", help="only report direct projection (protocol check)")
     a = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    cache = Path(a.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    text = get_text_encoder("minilm")
-    class_emb = encode_vocabulary(text, list(SCANNET20.class_names))
-    names = sorted(p.name[:-len("_vert.npy")] for p in DATA.glob("*_vert.npy"))
-    t0 = time.perf_counter()
-    scenes = {n: load_scan(DATA / n).scene for n in names}
-    lifted = {n: lifted_for(s, class_emb, cache) for n, s in scenes.items()}
-    t_lift = time.perf_counter() - t0
+    data = load_protocol(Path(a.cache))
+    scenes, lifted, names, text, t_lift = data.scenes, data.lifted, data.names, data.text, data.lift_seconds
     seg = Segmenter(text_encoder=text)
     if a.direct_only:
         ev = evaluate([(scenes[n], lifted[n]) for n in names], SCANNET20, segmenter=seg, methods=("direct",))
@@ -94,20 +56,11 @@ def main() -> None:
         print("\n" + ev.table())
         return
 
-    pool = [n for n in names if n.startswith(TRAIN_ROOMS)]
-    test = [n for n in names if not n.startswith(TRAIN_ROOMS)]
-    picked = select_scenes(lifted_histograms([lifted[n].features for n in pool]), a.train_count)
-    train = [pool[i] for i in picked]
-    teacher = get_teacher("geometric")
-    tfeat = {n: teacher_features(scenes[n], teacher, cache / "teacher") for n in names}
-    items = [DistillScene(scenes[n], lifted[n].features, tfeat[n]) for n in train]
+    train, test = data.split(a.train_count)
+    tfeat = data.teacher_features()
     t0 = time.perf_counter()
-    cfg = TrainConfig(epochs=a.epochs, warmup_epochs=1, lr=a.lr, pairs=PairConfig(anchors=4096),
-                      semantic_weight=a.semantic_weight)
-    run_dir = cache / f"run-{a.epochs}-{a.train_count}-{a.semantic_weight:g}"
-    result = train_student(items, run_dir, student_config("cpu", lifted[train[0]].dim), cfg, progress=False)
+    student = data.train(train, a.epochs, a.lr, a.semantic_weight).student
     t_train = time.perf_counter() - t0
-    student = result.student
 
     def run(method: str, k: int = 96, steps: int = 19):
         s = Segmenter(text_encoder=text, pooling=PoolingConfig(k=k, steps=steps))
