@@ -291,6 +291,10 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         encoder_name, settings: recorded in the result.
     Returns:
         :class:`LiftedFeatures` for every point of ``scene``.
+
+    Memory beyond the result ``(N, D)``: one frame's features (plus up to ``config.cache_bytes`` of
+    encoder outputs kept for pass two), each frame's visible points, and for consensus fusion the sums
+    ``(N, C)`` float32 and running top-k keys ``k x (N, C)`` int64 (72 MB for 150k points, 20 classes, k=3).
     """
     sel = list(range(0, len(frames), config.frame_step))
     if not sel:
