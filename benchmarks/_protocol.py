@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -62,13 +63,15 @@ class Protocol:
         picked = select_scenes(lifted_histograms([self.lifted[n].features for n in pool]), train_count)
         return [pool[i] for i in picked], test
 
+    @cached_property
     def teacher_features(self) -> dict[str, torch.Tensor]:
+        """Geometric teacher features of every scan (computed once, cached on disk and here)."""
         teacher = get_teacher("geometric")
         return {n: teacher_features(self.scenes[n], teacher, self.cache / "teacher") for n in self.names}
 
     def train(self, train: list[str], epochs: int, lr: float, semantic_weight: float) -> TrainResult:
         """Train (or resume to completion from ``<cache>/run-...``) the cpu-preset student."""
-        tfeat = self.teacher_features()
+        tfeat = self.teacher_features
         items = [DistillScene(self.scenes[n], self.lifted[n].features, tfeat[n]) for n in train]
         cfg = TrainConfig(epochs=epochs, warmup_epochs=1, lr=lr, pairs=PairConfig(anchors=4096),
                           semantic_weight=semantic_weight)

@@ -57,7 +57,7 @@ def main() -> None:
         return
 
     train, test = data.split(a.train_count)
-    tfeat = data.teacher_features()
+    tfeat = data.teacher_features
     t0 = time.perf_counter()
     student = data.train(train, a.epochs, a.lr, a.semantic_weight).student
     t_train = time.perf_counter() - t0

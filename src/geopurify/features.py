@@ -23,10 +23,9 @@ GATHER_ROWS = 1024
 allocation is reused instead of being page-faulted in afresh (whole-frame gathers measured ~40% slower)."""
 
 
-def row_chunks(n: int, size: int | None = None) -> list[slice]:
-    """Slices covering ``range(n)`` in pieces of at most ``size`` (default :data:`GATHER_ROWS`)."""
-    step = size or GATHER_ROWS
-    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+def row_chunks(n: int) -> list[slice]:
+    """Slices covering ``range(n)`` in pieces of at most :data:`GATHER_ROWS` (read at call time)."""
+    return [slice(s, min(s + GATHER_ROWS, n)) for s in range(0, n, GATHER_ROWS)]
 
 
 def _cells(pixels: torch.Tensor, image_size: tuple[int, int], grid_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
