@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,9 +33,21 @@ from geopurify.student import student_config
 from geopurify.teachers import get_teacher, teacher_features
 from geopurify.train import DistillScene, TrainConfig, TrainResult, train_student
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet50k"
+# the same variable as the tests' (tests/conftest.py): the shared data folder, default ../shared/data
+DATA = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "scannet50k"
 TRAIN_ROOMS = ("scene0000", "scene0001", "scene0002", "scene0003")
 DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def class_embeddings(cache: Path) -> torch.Tensor:
+    """MiniLM embeddings of the ScanNet20 class names, cached in ``cache`` (so that a machine without the
+    text encoder, e.g. a GPU machine, can run the protocol from a cache that holds this file)."""
+    path = cache / "scannet20-minilm.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    emb = encode_vocabulary(get_text_encoder("minilm"), list(SCANNET20.class_names))
+    torch.save(emb, path)
+    return emb
 
 
 def lifted_for(scene: Scene, class_emb: torch.Tensor, cache: Path) -> LiftedFeatures:
@@ -53,8 +66,12 @@ class Protocol:
     names: list[str]
     scenes: dict[str, Scene]
     lifted: dict[str, LiftedFeatures]
-    text: object
     lift_seconds: float
+
+    @cached_property
+    def text(self) -> object:
+        """The MiniLM text encoder (loaded on first use)."""
+        return get_text_encoder("minilm")
 
     def split(self, train_count: int) -> tuple[list[str], list[str]]:
         """Training scans (label-free selection among rooms 0000-0003) and the unseen test scans."""
@@ -69,14 +86,18 @@ class Protocol:
         teacher = get_teacher("geometric")
         return {n: teacher_features(self.scenes[n], teacher, self.cache / "teacher") for n in self.names}
 
-    def train(self, train: list[str], epochs: int, lr: float, semantic_weight: float) -> TrainResult:
-        """Train (or resume to completion from ``<cache>/run-...``) the cpu-preset student."""
+    def train(self, train: list[str], args: argparse.Namespace) -> TrainResult:
+        """Train (or resume to completion from ``<cache>/run-...``) the student that ``args`` describe
+        (:func:`protocol_arguments`)."""
         tfeat = self.teacher_features
         items = [DistillScene(self.scenes[n], self.lifted[n].features, tfeat[n]) for n in train]
-        cfg = TrainConfig(epochs=epochs, warmup_epochs=1, lr=lr, pairs=PairConfig(anchors=4096),
-                          semantic_weight=semantic_weight)
-        run_dir = self.cache / f"run-{epochs}-{len(train)}-{semantic_weight:g}"
-        return train_student(items, run_dir, student_config("cpu", self.lifted[train[0]].dim), cfg, progress=False)
+        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=1, lr=args.lr, pairs=PairConfig(anchors=4096),
+                          semantic_weight=args.semantic_weight, save_every=args.save_every)
+        name = f"run-{args.epochs}-{len(train)}-{args.semantic_weight:g}"
+        name += f"-{args.preset}" if args.preset != "cpu" else ""
+        name += f"-lr{args.lr:g}" if args.lr != 1e-3 else ""
+        return train_student(items, self.cache / name, student_config(args.preset, self.lifted[train[0]].dim), cfg,
+                             device=args.device, progress=False)
 
 
 def protocol_arguments(description: str) -> argparse.ArgumentParser:
@@ -86,6 +107,9 @@ def protocol_arguments(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--train-count", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--semantic-weight", type=float, default=0.0, help="pairs also chosen by lifted features")
+    ap.add_argument("--preset", choices=("cpu", "upstream"), default="cpu", help="student size (default cpu)")
+    ap.add_argument("--save-every", type=int, default=1, help="validate and checkpoint every this many epochs")
+    ap.add_argument("--device", default="cpu", help="where the student trains (cpu, cuda)")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
     return ap
 
@@ -93,10 +117,9 @@ def protocol_arguments(description: str) -> argparse.ArgumentParser:
 def load_protocol(cache: Path = DEFAULT_CACHE) -> Protocol:
     logging.basicConfig(level=logging.WARNING)
     cache.mkdir(parents=True, exist_ok=True)
-    text = get_text_encoder("minilm")
-    class_emb = encode_vocabulary(text, list(SCANNET20.class_names))
+    class_emb = class_embeddings(cache)
     names = sorted(p.name[:-len("_vert.npy")] for p in DATA.glob("*_vert.npy"))
     t0 = time.perf_counter()
     scenes = {n: load_scan(DATA / n).scene for n in names}
     lifted = {n: lifted_for(s, class_emb, cache) for n, s in scenes.items()}
-    return Protocol(cache, names, scenes, lifted, text, time.perf_counter() - t0)
+    return Protocol(cache, names, scenes, lifted, time.perf_counter() - t0)

@@ -37,7 +37,7 @@ def main() -> None:
     train, test = data.split(a.train_count)
     tfeat = data.teacher_features
     t0 = time.perf_counter()
-    student = data.train(train, a.epochs, a.lr, a.semantic_weight).student
+    student = data.train(train, a).student
     t_train = time.perf_counter() - t0
     methods = ["uniform", "teacher", "student input", *(["pair features"] if a.semantic_weight > 0 else []), "student"]
     purity = {m: {n: {} for n in test} for m in methods}

@@ -59,7 +59,7 @@ def main() -> None:
     train, test = data.split(a.train_count)
     tfeat = data.teacher_features
     t0 = time.perf_counter()
-    student = data.train(train, a.epochs, a.lr, a.semantic_weight).student
+    student = data.train(train, a).student
     t_train = time.perf_counter() - t0
 
     def run(method: str, k: int = 96, steps: int = 19):

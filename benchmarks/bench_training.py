@@ -1,4 +1,4 @@
-"""Training throughput of the student on CPU: iterations/s, anchors/s, peak memory.
+"""Training throughput of the student: iterations/s, anchors/s, peak memory (CPU, or ``--device cuda``).
 
 One real 50k-point ScanNet scene from ``../shared/data/scannet50k`` (or a generated room of the same
 size when the data is absent) with 512-d lifted features, the geometric teacher, 4096 anchors.
@@ -8,13 +8,16 @@ fills most of the pair table),
 the ``upstream`` size (one iteration), and the pair sampling alone (recomputed every iteration, as
 the official code does, vs the memoised pair table).
 
-Usage: ``python benchmarks/bench_training.py [--iters 5] [--skip-upstream]``.
+On CUDA, iterations are synchronised before timing and peak memory is the GPU's (``max_memory_allocated``).
+
+Usage: ``python benchmarks/bench_training.py [--iters 5] [--skip-upstream] [--device cuda]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,7 +28,8 @@ import torch
 
 from _table import print_table
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "scannet50k" / "scene0000_00"
+SHARED = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) \
+    / "scannet50k" / "scene0000_00"
 
 
 def load_item(dim: int):
@@ -42,38 +46,47 @@ def load_item(dim: int):
     return DistillScene(scene, feats, teacher_features(scene, get_teacher("geometric")))
 
 
-def run_one(preset: str, iters: int, dim: int) -> dict:
+def run_one(preset: str, iters: int, dim: int, device: str) -> dict:
     from geopurify.distill import info_nce, pairs_for_anchors
     from geopurify.student import build_student, student_config
     from geopurify.train import TrainConfig, _optimizer, _SceneSampler
 
     item = load_item(dim)
     cfg = TrainConfig()
-    student = build_student(student_config(preset, dim), seed=0)
+    dev = torch.device(device)
+    student = build_student(student_config(preset, dim), seed=0).to(dev)
     opt = _optimizer(student, cfg)
-    smp = _SceneSampler(item, cfg, torch.device("cpu"))
+    smp = _SceneSampler(item, cfg, dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    pairs_for_anchors(smp.table.teacher, smp.table.centers, torch.randperm(smp.table.num_voxels)[:4096], cfg.pairs)
+    pairs_for_anchors(smp.table.teacher, smp.table.centers, torch.randperm(smp.table.num_voxels)[:4096].to(dev),
+                      cfg.pairs)
+    sync()
     sampling = time.perf_counter() - t0
-    for i in range(smp.table.num_voxels // 4096 + 1 if preset == "cpu" else 0):
+    for i in range(smp.table.num_voxels // 4096 + 1 if preset == "cpu" or dev.type == "cuda" else 0):
         smp.batch(student, torch.Generator().manual_seed(100 + i))   # fill the pair table (warm-up)
     t0 = time.perf_counter()
     smp.table.sample(torch.Generator().manual_seed(999))
     lookup = time.perf_counter() - t0
     times = []
-    for i in range(iters):
+    for i in range(iters + (2 if dev.type == "cuda" else 0)):      # on CUDA, 2 untimed warm-up iterations
+        sync()
         t = time.perf_counter()
         x, kmap, pairs = smp.batch(student, torch.Generator().manual_seed(i))
         loss = info_nce(student(x, kmap), pairs)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t)
+    times = times[len(times) - iters:]
     s = sum(times) / len(times)
+    peak = torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     return {"preset": preset, "params": sum(q.numel() for q in student.parameters()), "voxels": smp.grid.num_voxels,
             "points": item.scene.num_points, "s_per_iter": s, "anchors_per_s": len(pairs.anchors) / s,
             "sampling_s": sampling, "lookup_s": lookup,
-            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
+            "peak_gb": peak}
 
 
 def main() -> None:
@@ -81,14 +94,17 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--skip-upstream", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(run_one(a.child, a.iters if a.child == "cpu" else 1, a.dim)))
+        iters = a.iters if a.child == "cpu" or a.device != "cpu" else 1
+        print(json.dumps(run_one(a.child, iters, a.dim, a.device)))
         return
     rows = []
     for preset in ["cpu"] + ([] if a.skip_upstream else ["upstream"]):
-        out = subprocess.run([sys.executable, __file__, "--child", preset, "--iters", str(a.iters), "--dim", str(a.dim)],
+        out = subprocess.run([sys.executable, __file__, "--child", preset, "--iters", str(a.iters), "--dim", str(a.dim),
+                              "--device", a.device],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append([r["preset"], f"{r['params'] / 1e6:.2f} M", f"{r['points']:,} / {r['voxels']:,}",
@@ -96,10 +112,11 @@ def main() -> None:
                      f"{r['peak_gb']:.2f}"])
         if r["preset"] == "cpu":
             sampling, lookup = r["sampling_s"], r["lookup_s"]
-    print_table(f"Student training on CPU ({torch.get_num_threads()} threads), {a.dim}-d lifted features, "
+    where = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    print_table(f"Student training on {where}, {a.dim}-d lifted features, "
                 "4096 anchors, whole-scene context",
                 ["preset", "parameters", "points / voxels", "s / iteration", "iterations / s", "anchors / s",
-                 "peak RSS GB"], rows)
+                 "peak GPU memory GB" if a.device.startswith("cuda") else "peak RSS GB"], rows)
     print_table("Pair sampling for one iteration (4096 anchors)", ["method", "seconds"],
                 [["recomputed every iteration (as upstream)", f"{sampling:.2f}"],
                  ["memoised pair table after 13 draws (anchors never drawn before are still computed)", f"{lookup:.3f}"]])

@@ -85,3 +85,17 @@ def test_encode_frame_and_text(tiny_clip):
     assert enc.tokenizer("a chair in a scene")["input_ids"][:2] == [2, 4]
     assert not torch.allclose(t[0], t[1])
     assert enc.logit_scale == pytest.approx(float(torch.tensor(2.6592).exp()), rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_encoder_on_cuda_gives_the_cpu_features_back_on_the_cpu(tiny_clip):
+    img = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    frame = Frame("f", img, np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]]), np.eye(4))
+    cpu = get_encoder("clip-hf", model=tiny_clip, short_side=32)
+    gpu = get_encoder("clip-hf", model=tiny_clip, short_side=32, device="cuda")
+    f_cpu, f_gpu = cpu.encode_frame(frame).features, gpu.encode_frame(frame).features
+    t_cpu, t_gpu = cpu.encode_classes(["chair", "table"]), gpu.encode_classes(["chair", "table"])
+    assert f_gpu.device.type == "cpu" and t_gpu.device.type == "cpu"
+    # relative error: cuDNN may run the patch embedding in TF32 (about 3e-4)
+    assert float((f_gpu - f_cpu).norm() / f_cpu.norm()) < 2e-3
+    assert float((t_gpu - t_cpu).norm() / t_cpu.norm()) < 2e-3

@@ -68,6 +68,24 @@ def test_a_finished_run_resumes_to_nothing_and_other_configs_are_refused(items, 
         train_student(items, tmp_path, tiny(), SMALL, progress=False)
 
 
+def test_save_every_checkpoints_periods_and_gives_the_same_weights(items, tmp_path):
+    every = train_student(items, tmp_path / "every", tiny(), SMALL, progress=False)
+    cfg = TrainConfig(**{**SMALL.__dict__, "save_every": 2})
+    sparse = train_student(items, tmp_path / "sparse", tiny(), cfg, progress=False)
+    # one record per period: epochs 1-2, then the last (epoch 3 alone); the mean loss covers the period
+    assert [h["epoch"] for h in sparse.history] == [1, 2]
+    assert sparse.history[0]["loss"] == pytest.approx((every.history[0]["loss"] + every.history[1]["loss"]) / 2,
+                                                      rel=1e-4)
+    assert sparse.history[1]["val_loss"] == pytest.approx(every.history[2]["val_loss"], rel=1e-4)
+    for (k, v), (_, w) in zip(every.student.state_dict().items(), sparse.student.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=1e-4, atol=1e-6, msg=k)
+    # save_every does not change the weights: a finished run resumes with another value
+    again = train_student(items, tmp_path / "sparse", tiny(), SMALL, progress=False)
+    assert again.history == sparse.history
+    with pytest.raises(ValueError, match="invalid training config"):
+        TrainConfig(save_every=0)
+
+
 def test_errors(items, tmp_path):
     with pytest.raises(InputError, match="no training scenes"):
         train_student([], tmp_path, tiny(), SMALL)

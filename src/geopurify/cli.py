@@ -110,7 +110,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val = prepare(_scene_paths(args.val)) if args.val else None
     pairs = PairConfig(anchors=args.anchors, micro_max_similarity=args.micro_max_similarity)
     config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, lr=args.lr, seed=args.seed,
-                         augment=not args.no_augment, pairs=pairs, semantic_weight=args.semantic_weight)
+                         augment=not args.no_augment, pairs=pairs, semantic_weight=args.semantic_weight,
+                         save_every=args.save_every)
     overrides = {"norm": args.norm} if args.norm else {}
     scfg = student_config(args.preset, scenes[0].semantic.shape[1], **overrides)
     result = train_student(scenes, out, scfg, config, val_scenes=val, device=args.device,
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=("batch", "layer"), help="normalisation layers (default: the preset's)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--save-every", type=int, default=1,
+                   help="validate and checkpoint every this many epochs and after the last (default 1)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate of the residual blocks (stem x0.1, head x5)")
     p.add_argument("--anchors", type=int, default=4096, help="anchors per scene and iteration")
     p.add_argument("--micro-max-similarity", type=float, help="reject micro negatives more similar than this")

@@ -84,6 +84,7 @@ def pairs_for_anchors(teacher: torch.Tensor, centers: torch.Tensor, anchors: tor
     if m < 3:
         raise ValueError(f"need at least 3 voxels to sample pairs, got {m}")
     t = torch.nn.functional.normalize(teacher.float(), dim=1)
+    anchors = anchors.to(t.device)
     a = anchors.numel()
     n_macro = min(config.macro, m - 2)
     k_sp = min(config.micro_knn, m - 1)

@@ -144,14 +144,15 @@ class StudentAffinityNet(nn.Module):
 
     @torch.no_grad()
     def embed(self, grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
-        """Inference on a whole scene (eval mode, no augmentation): ``(M, embed_dim)`` voxel embeddings."""
+        """Inference on a whole scene (eval mode, no augmentation): ``(M, embed_dim)`` voxel embeddings,
+        computed on the model's device and returned on the device of ``semantic``."""
         was_training = self.training
         self.eval()
         dev = next(self.parameters()).device
         x = student_inputs(grid, semantic, colors, normals).to(dev)
         out = self(x, self.kernel_map(grid.coords.to(dev)))
         self.train(was_training)
-        return out
+        return out.to(semantic.device)
 
 
 def build_student(config: StudentConfig, seed: int | None = None) -> StudentAffinityNet:

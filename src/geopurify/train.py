@@ -9,10 +9,12 @@ Optimiser as upstream: AdamW (weight decay 1e-5) with three groups, learning rat
 ``lr`` (blocks), ``lr * 5`` (head) for ``lr = 1e-4``; per-iteration schedule: linear warm-up over
 ``warmup_epochs`` then cosine decay to ``lr * 1e-3``.
 
-Every epoch writes ``RUN_DIR/last.pt`` atomically (student config and weights, optimiser and
-scheduler state, history); ``best.pt`` keeps the epoch with the lowest validation loss, a label-free
-criterion: the InfoNCE loss on validation scenes (the training scenes when none are given) with
-fixed pairs and no augmentation. All randomness derives from ``(seed, epoch, scene)``, so a run
+Every epoch (every ``save_every`` epochs and after the last: with few scenes on a GPU an epoch takes
+a fraction of a second, and an upstream-size checkpoint with its optimiser state is ~0.8 GB) the loop
+validates and writes ``RUN_DIR/last.pt`` atomically (student config and weights, optimiser and
+scheduler state, history: one record per such period); ``best.pt`` keeps the period with the lowest
+validation loss, a label-free criterion: the InfoNCE loss on validation scenes (the training scenes
+when none are given) with fixed pairs and no augmentation. All randomness derives from ``(seed, epoch, scene)``, so a run
 interrupted and resumed from ``last.pt`` ends with the same weights as an uninterrupted one.
 """
 
@@ -23,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,11 @@ class TrainConfig:
     seed: int = 5557
     pairs: PairConfig = field(default_factory=PairConfig)
     semantic_weight: float = 0.0
+    save_every: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0:
+        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0 \
+                or self.save_every < 1:
             raise ValueError(f"invalid training config {self}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,8 +229,10 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
             raise InputError(f"cannot read checkpoint to resume from ({type(exc).__name__}); "
                              "use another run folder or resume=False", last) from None
-        if ckpt["train_config"] != config.to_dict() or ckpt["student"]["config"] != asdict(student_config) \
-                or ckpt["scenes"] != names:
+        # from_dict: a checkpoint written before a field existed compares with that field's default;
+        # save_every does not change the weights, so a run may resume with another one
+        same = replace(TrainConfig.from_dict(ckpt["train_config"]), save_every=config.save_every) == config
+        if not same or ckpt["student"]["config"] != asdict(student_config) or ckpt["scenes"] != names:
             raise InputError("was written by a run with another configuration or scene list; "
                              "use another run folder or resume=False", last)
         student.load_state_dict(ckpt["student"]["state_dict"])
@@ -252,10 +258,12 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
             note("resuming %s after epoch %d", run, resumed_after)
         total = config.epochs * len(scenes)
         bar = tqdm(total=total, initial=start * len(scenes), disable=not progress, desc="train", unit="it")
+        losses: list[float] = []
+        anchors, seconds = 0, 0.0
         for epoch in range(start, config.epochs):
             student.train()
             order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
-            t0, losses, anchors = time.perf_counter(), [], 0
+            t0 = time.perf_counter()
             for i in order.tolist():
                 gen = torch.Generator().manual_seed(_seed(config.seed, epoch, i, 1))
                 x, kmap, pairs = samplers[i].batch(student, gen)
@@ -267,8 +275,11 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
                 losses.append(float(loss.detach()))
                 anchors += len(pairs.anchors)
                 bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", anchors_s=f"{anchors / (time.perf_counter() - t0):.0f}")
-            seconds = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{losses[-1]:.3f}",
+                                anchors_s=f"{anchors / (seconds + time.perf_counter() - t0):.0f}")
+            seconds += time.perf_counter() - t0
+            if (epoch + 1) % config.save_every and epoch + 1 < config.epochs:
+                continue
             vloss = validation_loss(student, val)
             rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_loss": vloss, "seconds": seconds,
                    "iters_per_s": len(losses) / seconds, "anchors_per_s": anchors / seconds,
@@ -280,6 +291,7 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
                 best = {"epoch": epoch, "val_loss": vloss}
                 _save(run / "best.pt", student, opt, sched, config, epoch, history, best, names)
             _save(last, student, opt, sched, config, epoch, history, best, names)
+            losses, anchors, seconds = [], 0, 0.0
         bar.close()
     finally:
         file_log.removeHandler(handler)
