@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .geometry import VoxelGrid, scatter_mean
+from .geometry import VoxelGrid
 from .sparse import KernelMap, SparseConv3d, build_kernel_map
 
 CHECKPOINT_KIND = "geopurify-student"
@@ -80,13 +80,20 @@ def student_config(preset: str, semantic_dim: int, **overrides: Any) -> StudentC
 
 def student_inputs(grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     """Per-voxel input ``(M, D + 6) float32`` (module docstring) from per-point ``(N, D)`` lifted
-    features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals."""
-    d = semantic.shape[1]
-    out = torch.empty(grid.num_voxels, d + 6, dtype=torch.float32, device=semantic.device)
+    features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals, on the device of ``semantic``.
+
+    Sums are accumulated in place in the output; the semantic part needs no division by the point count
+    (it is normalised).
+    """
+    d, m = semantic.shape[1], grid.num_voxels
+    inverse = grid.inverse.to(semantic.device)
+    out = torch.zeros(m, d + 6, dtype=torch.float32, device=semantic.device)
+    out[:, :d].index_add_(0, inverse, semantic.float())
+    out[:, d:d + 3].index_add_(0, inverse, colors.float())
+    out[:, d + 3:].index_add_(0, inverse, normals.float())
+    out[:, d:].div_(torch.bincount(inverse, minlength=m).clamp_min(1)[:, None].float())
     sem = out[:, :d]
-    sem.copy_(scatter_mean(semantic.float(), grid.inverse, grid.num_voxels))
-    sem.div_(sem.norm(dim=1, keepdim=True).clamp_min(1e-12))
-    out[:, d:] = scatter_mean(torch.cat([colors, normals], 1).float(), grid.inverse, grid.num_voxels)
+    sem.div_(torch.linalg.vector_norm(sem, dim=1, keepdim=True).clamp_min(1e-12))
     return out
 
 

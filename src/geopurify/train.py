@@ -129,6 +129,8 @@ class _SceneSampler:
         self.rep.scatter_reduce_(0, self.grid.inverse, torch.arange(n), reduce="amin")
         teacher = self.grid.to_voxels(pair_features(item, config.semantic_weight)).to(device)
         self.table = PairTable(teacher, self.grid.centers.to(device), config.pairs)
+        # the student input is built where the student runs: (N, D) features move once, not every iteration
+        self.semantic, self.colors = item.semantic.to(device), item.scene.colors.to(device)
 
     def batch(self, student: StudentAffinityNet, generator: torch.Generator | None) -> tuple[torch.Tensor, Any, Pairs]:
         """Student input, kernel map and pairs; augmented when ``generator`` is given and enabled.
@@ -146,7 +148,7 @@ class _SceneSampler:
             neg = to_new[pairs.negatives]
             a = to_new[pairs.anchors]
             pairs = Pairs(a, to_new[pairs.positives], neg, pairs.valid & (neg != a[:, None]))
-        x = student_inputs(grid, self.item.semantic, sc.colors, normals).to(self.device)
+        x = student_inputs(grid, self.semantic, self.colors, normals.to(self.device))
         kmap = student.kernel_map(grid.coords.to(self.device))
         return x, kmap, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
                                                               pairs.valid)))
