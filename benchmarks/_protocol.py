@@ -91,11 +91,14 @@ class Protocol:
         (:func:`protocol_arguments`)."""
         tfeat = self.teacher_features
         items = [DistillScene(self.scenes[n], self.lifted[n].features, tfeat[n]) for n in train]
-        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=1, lr=args.lr, pairs=PairConfig(anchors=4096),
+        pairs = PairConfig(anchors=args.anchors, temperature=args.temperature)
+        cfg = TrainConfig(epochs=args.epochs, warmup_epochs=1, lr=args.lr, pairs=pairs,
                           semantic_weight=args.semantic_weight, save_every=args.save_every)
         name = f"run-{args.epochs}-{len(train)}-{args.semantic_weight:g}"
         name += f"-{args.preset}" if args.preset != "cpu" else ""
         name += f"-lr{args.lr:g}" if args.lr != 1e-3 else ""
+        name += f"-a{args.anchors}" if args.anchors != 4096 else ""
+        name += f"-t{args.temperature:g}" if args.temperature != 0.07 else ""
         return train_student(items, self.cache / name, student_config(args.preset, self.lifted[train[0]].dim), cfg,
                              device=args.device, progress=False)
 
@@ -107,6 +110,9 @@ def protocol_arguments(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--train-count", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--semantic-weight", type=float, default=0.0, help="pairs also chosen by lifted features")
+    ap.add_argument("--anchors", type=int, default=4096, help="anchors per scene and iteration (at most a third "
+                    "of the voxels)")
+    ap.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07, as upstream)")
     ap.add_argument("--preset", choices=("cpu", "upstream"), default="cpu", help="student size (default cpu)")
     ap.add_argument("--save-every", type=int, default=1, help="validate and checkpoint every this many epochs")
     ap.add_argument("--device", default="cpu", help="where the student trains (cpu, cuda)")
