@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from _protocol import DATA
 from _table import print_table
 
-SHARED = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) \
-    / "scannet50k" / "scene0000_00"
+SHARED = DATA / "scene0000_00"
 
 
 def load_item(dim: int):

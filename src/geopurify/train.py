@@ -14,8 +14,9 @@ a fraction of a second, and an upstream-size checkpoint with its optimiser state
 validates and writes ``RUN_DIR/last.pt`` atomically (student config and weights, optimiser and
 scheduler state, history: one record per such period); ``best.pt`` keeps the period with the lowest
 validation loss, a label-free criterion: the InfoNCE loss on validation scenes (the training scenes
-when none are given) with fixed pairs and no augmentation. All randomness derives from ``(seed, epoch, scene)``, so a run
-interrupted and resumed from ``last.pt`` ends with the same weights as an uninterrupted one.
+when none are given) with fixed pairs and no augmentation. All randomness derives from
+``(seed, epoch, scene)``, so a run interrupted and resumed from ``last.pt`` ends with the same weights
+as an uninterrupted one.
 """
 
 from __future__ import annotations
