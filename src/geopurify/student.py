@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .geometry import VoxelGrid
+from .geometry import VoxelGrid, scatter_mean
 from .sparse import KernelMap, SparseConv3d, build_kernel_map
 
 CHECKPOINT_KIND = "geopurify-student"
@@ -80,20 +80,14 @@ def student_config(preset: str, semantic_dim: int, **overrides: Any) -> StudentC
 
 def student_inputs(grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
     """Per-voxel input ``(M, D + 6) float32`` (module docstring) from per-point ``(N, D)`` lifted
-    features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals, on the device of ``semantic``.
-
-    Sums are accumulated in place in the output; the semantic part needs no division by the point count
-    (it is normalised).
-    """
-    d, m = semantic.shape[1], grid.num_voxels
+    features, ``(N, 3)`` colours in [0, 1] and ``(N, 3)`` unit normals, on the device of ``semantic``."""
+    d = semantic.shape[1]
     inverse = grid.inverse.to(semantic.device)
-    out = torch.zeros(m, d + 6, dtype=torch.float32, device=semantic.device)
-    out[:, :d].index_add_(0, inverse, semantic.float())
-    out[:, d:d + 3].index_add_(0, inverse, colors.float())
-    out[:, d + 3:].index_add_(0, inverse, normals.float())
-    out[:, d:].div_(torch.bincount(inverse, minlength=m).clamp_min(1)[:, None].float())
+    out = torch.empty(grid.num_voxels, d + 6, dtype=torch.float32, device=semantic.device)
     sem = out[:, :d]
-    sem.div_(torch.linalg.vector_norm(sem, dim=1, keepdim=True).clamp_min(1e-12))
+    sem.copy_(scatter_mean(semantic.float(), inverse, grid.num_voxels))
+    sem.div_(sem.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    out[:, d:] = scatter_mean(torch.cat([colors, normals], 1).float(), inverse, grid.num_voxels)
     return out
 
 
