@@ -91,7 +91,8 @@ class Protocol:
         (:func:`protocol_arguments`)."""
         tfeat = self.teacher_features
         items = [DistillScene(self.scenes[n], self.lifted[n].features, tfeat[n]) for n in train]
-        pairs = PairConfig(anchors=args.anchors, temperature=args.temperature)
+        pairs = PairConfig(anchors=args.anchors, temperature=args.temperature,
+                           micro_max_similarity=args.micro_max_similarity)
         cfg = TrainConfig(epochs=args.epochs, warmup_epochs=1, lr=args.lr, pairs=pairs,
                           semantic_weight=args.semantic_weight, save_every=args.save_every)
         name = f"run-{args.epochs}-{len(train)}-{args.semantic_weight:g}"
@@ -99,8 +100,11 @@ class Protocol:
         name += f"-lr{args.lr:g}" if args.lr != 1e-3 else ""
         name += f"-a{args.anchors}" if args.anchors != 4096 else ""
         name += f"-t{args.temperature:g}" if args.temperature != 0.07 else ""
-        return train_student(items, self.cache / name, student_config(args.preset, self.lifted[train[0]].dim), cfg,
-                             device=args.device, progress=False)
+        name += f"-m{args.micro_max_similarity:g}" if args.micro_max_similarity is not None else ""
+        overrides = {} if args.levels is None else {"levels": args.levels}
+        scfg = student_config(args.preset, self.lifted[train[0]].dim, **overrides)
+        name += f"-L{scfg.levels}" if scfg.levels else ""
+        return train_student(items, self.cache / name, scfg, cfg, device=args.device, progress=False)
 
 
 def protocol_arguments(description: str) -> argparse.ArgumentParser:
@@ -114,6 +118,9 @@ def protocol_arguments(description: str) -> argparse.ArgumentParser:
                     "of the voxels)")
     ap.add_argument("--temperature", type=float, default=0.07, help="InfoNCE temperature (default 0.07, as upstream)")
     ap.add_argument("--preset", choices=("cpu", "upstream"), default="cpu", help="student size (default cpu)")
+    ap.add_argument("--levels", type=int, help="coarse levels of a U-Net student (default: the preset's)")
+    ap.add_argument("--micro-max-similarity", type=float, help="reject micro negatives the pair features find more "
+                    "similar than this (default: keep all, as upstream)")
     ap.add_argument("--save-every", type=int, default=1, help="validate and checkpoint every this many epochs")
     ap.add_argument("--device", default="cpu", help="where the student trains (cpu, cuda)")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))

@@ -3,14 +3,15 @@
 One real 50k-point ScanNet scene from ``../shared/data/scannet50k`` (or a generated room of the same
 size when the data is absent) with 512-d lifted features, the geometric teacher, 4096 anchors.
 Each configuration runs in its own process so that peak memory (max RSS) is its own.
-Rows: the ``cpu`` preset (timed over several iterations after a warm-up of about a dozen draws that
-fills most of the pair table),
-the ``upstream`` size (one iteration), and the pair sampling alone (recomputed every iteration, as
-the official code does, vs the memoised pair table).
+Rows: the ``cpu`` preset (a U-Net with 3 coarse levels; timed over several iterations after a warm-up
+of about a dozen draws that fills most of the pair table), the same without its levels (``--levels 0``,
+the plain network of the ``cpu`` preset before the levels were added), the ``upstream`` size (one
+iteration), and the pair sampling alone (recomputed every iteration, as the official code does, vs the
+memoised pair table).
 
 On CUDA, iterations are synchronised before timing and peak memory is the GPU's (``max_memory_allocated``).
 
-Usage: ``python benchmarks/bench_training.py [--iters 5] [--skip-upstream] [--device cuda]``.
+Usage: ``python benchmarks/bench_training.py [--iters 5] [--skip-upstream] [--levels 0] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def load_item(dim: int):
     return DistillScene(scene, feats, teacher_features(scene, get_teacher("geometric")))
 
 
-def run_one(preset: str, iters: int, dim: int, device: str) -> dict:
+def run_one(preset: str, iters: int, dim: int, device: str, levels: int | None) -> dict:
     from geopurify.distill import info_nce, pairs_for_anchors
     from geopurify.student import build_student, student_config
     from geopurify.train import TrainConfig, _optimizer, _SceneSampler
@@ -52,7 +53,8 @@ def run_one(preset: str, iters: int, dim: int, device: str) -> dict:
     item = load_item(dim)
     cfg = TrainConfig()
     dev = torch.device(device)
-    student = build_student(student_config(preset, dim), seed=0).to(dev)
+    overrides = {} if levels is None else {"levels": levels}
+    student = build_student(student_config(preset, dim, **overrides), seed=0).to(dev)
     opt = _optimizer(student, cfg)
     smp = _SceneSampler(item, cfg, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -70,8 +72,8 @@ def run_one(preset: str, iters: int, dim: int, device: str) -> dict:
     for i in range(iters + (2 if dev.type == "cuda" else 0)):      # on CUDA, 2 untimed warm-up iterations
         sync()
         t = time.perf_counter()
-        x, kmap, pairs = smp.batch(student, torch.Generator().manual_seed(i))
-        loss = info_nce(student(x, kmap), pairs)
+        x, pyramid, pairs = smp.batch(student, torch.Generator().manual_seed(i))
+        loss = info_nce(student(x, pyramid), pairs)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -81,7 +83,8 @@ def run_one(preset: str, iters: int, dim: int, device: str) -> dict:
     s = sum(times) / len(times)
     peak = torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    return {"preset": preset, "params": sum(q.numel() for q in student.parameters()), "voxels": smp.grid.num_voxels,
+    return {"preset": preset + ("" if levels is None else f" --levels {levels}"),
+            "params": sum(q.numel() for q in student.parameters()), "voxels": smp.grid.num_voxels,
             "points": item.scene.num_points, "s_per_iter": s, "anchors_per_s": len(pairs.anchors) / s,
             "sampling_s": sampling, "lookup_s": lookup,
             "peak_gb": peak}
@@ -93,16 +96,20 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--skip-upstream", action="store_true")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--levels", type=int, nargs="*", default=[0], help="also time the cpu preset with these numbers "
+                    "of coarse levels (default 0: the plain network; the preset has 3)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-levels", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         iters = a.iters if a.child == "cpu" or a.device != "cpu" else 1
-        print(json.dumps(run_one(a.child, iters, a.dim, a.device)))
+        print(json.dumps(run_one(a.child, iters, a.dim, a.device, a.child_levels)))
         return
     rows = []
-    for preset in ["cpu"] + ([] if a.skip_upstream else ["upstream"]):
+    runs = [("cpu", None), *(("cpu", n) for n in a.levels), *([] if a.skip_upstream else [("upstream", None)])]
+    for preset, levels in runs:
         out = subprocess.run([sys.executable, __file__, "--child", preset, "--iters", str(a.iters), "--dim", str(a.dim),
-                              "--device", a.device],
+                              "--device", a.device, *([] if levels is None else ["--child-levels", str(levels)])],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append([r["preset"], f"{r['params'] / 1e6:.2f} M", f"{r['points']:,} / {r['voxels']:,}",

@@ -93,20 +93,21 @@ def test_pair_sampling_on_cuda_matches_cpu():
     assert torch.equal(q.valid.cpu(), p.valid)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer"])
-def test_student_forward_and_loss_gradients_on_cuda_match_cpu(room, norm):
+@pytest.mark.parametrize(("norm", "levels"), [("batch", 0), ("layer", 0), ("batch", 2)])
+def test_student_forward_and_loss_gradients_on_cuda_match_cpu(room, norm, levels):
     """In float64, so that only the order of summation differs (index_add_ runs atomically on CUDA)."""
     sc, feats = room
     grid = voxelize(sc.coords, 0.02)
-    model = build_student(student_config("cpu", 16, hidden=32, embed_dim=16, norm=norm, stem_kernel=3), seed=0)
+    model = build_student(student_config("cpu", 16, hidden=32, embed_dim=16, norm=norm, stem_kernel=3,
+                                         levels=levels), seed=0)
     model = model.double()
     model_g = copy.deepcopy(model).to(CUDA)
     x = student_inputs(grid, feats, sc.colors, sc.normals).double()
     pairs = pairs_for_anchors(grid.to_voxels(feats), grid.centers, torch.arange(0, grid.num_voxels, 7)[:200],
                               PairConfig(anchors=200, macro=8, micro=4))
-    loss = info_nce(model(x, model.kernel_map(grid.coords)), pairs)
+    loss = info_nce(model(x, model.pyramid(grid.coords)), pairs)
     pairs_g = type(pairs)(*(t.to(CUDA) for t in (pairs.anchors, pairs.positives, pairs.negatives, pairs.valid)))
-    loss_g = info_nce(model_g(x.to(CUDA), model_g.kernel_map(grid.coords.to(CUDA))), pairs_g)
+    loss_g = info_nce(model_g(x.to(CUDA), model_g.pyramid(grid.coords.to(CUDA))), pairs_g)
     torch.testing.assert_close(loss_g.cpu(), loss)
     loss.backward()
     loss_g.backward()

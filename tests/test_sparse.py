@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geopurify.sparse import SparseConv3d, build_kernel_map, sparse_conv
+from geopurify.sparse import SparseConv3d, build_kernel_map, build_pyramid, pool, sparse_conv, unpool
 
 
 def random_voxels(n=120, extent=7, seed=0):
@@ -68,3 +68,33 @@ def test_negative_coordinates_and_layer_module():
     out = layer(x, build_kernel_map(coords, 3))
     ref = dense_oracle(coords + 3, x, layer.weight.detach(), 7) + layer.bias.detach()
     torch.testing.assert_close(out, ref)
+
+
+def test_pyramid_levels_are_halved_voxels_with_naive_pooling():
+    coords = random_voxels(200, 9, seed=5) - 4                # negative coordinates floor correctly
+    pyr = build_pyramid(coords, 3, levels=2)
+    assert pyr.levels == 2 and len(pyr.maps) == 3 and pyr.maps[0].num_voxels == len(coords)
+    x = torch.randn(len(coords), 3, dtype=torch.float64)
+    fine_coords, fine_x = coords, x
+    for level in range(2):
+        parent = pyr.parents[level]
+        m = pyr.maps[level + 1].num_voxels
+        coarse = {}
+        for i, c in enumerate(fine_coords.tolist()):           # naive: group by floor(c / 2)
+            coarse.setdefault(tuple(v // 2 for v in c), []).append(i)
+        assert m == len(coarse)
+        # every child has one parent, and children share a parent exactly when their halved coords agree
+        keys = [tuple(v // 2 for v in c) for c in fine_coords.tolist()]
+        for i, j in [(i, j) for i in range(0, len(keys), 7) for j in range(0, len(keys), 5)]:
+            assert (parent[i] == parent[j]) == (keys[i] == keys[j])
+        pooled = pool(fine_x, pyr, level)
+        for members in coarse.values():
+            torch.testing.assert_close(pooled[parent[members[0]]], fine_x[members].mean(0))
+        up = unpool(pooled, pyr, level)
+        torch.testing.assert_close(up, pooled[parent])
+        coarse_coords = torch.empty(m, 3, dtype=torch.int64)
+        coarse_coords[parent] = torch.div(fine_coords, 2, rounding_mode="floor")
+        assert pyr.maps[level + 1].num_pairs == build_kernel_map(coarse_coords, 3).num_pairs
+        fine_coords, fine_x = coarse_coords, pooled
+    with pytest.raises(ValueError, match="levels"):
+        build_pyramid(coords, 3, levels=-1)

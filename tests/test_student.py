@@ -6,6 +6,7 @@ import torch
 from geopurify import InputError
 from geopurify.geometry import voxelize
 from geopurify.sim import make_room
+from geopurify.sparse import build_pyramid
 from geopurify.student import (
     PRESETS,
     build_student,
@@ -43,19 +44,35 @@ def test_student_inputs_are_voxel_means_with_unit_semantics(room):
         torch.testing.assert_close(x[v, 11:], room.normals[members].mean(0))
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer"])
-def test_forward_gives_unit_embeddings_and_gradients(room, norm):
-    cfg = student_config("cpu", 8, hidden=16, embed_dim=12, norm=norm)
+@pytest.mark.parametrize(("norm", "levels"), [("batch", 0), ("layer", 0), ("layer", 2)])
+def test_forward_gives_unit_embeddings_and_gradients(room, norm, levels):
+    cfg = student_config("cpu", 8, hidden=16, embed_dim=12, norm=norm, levels=levels)
     model = build_student(cfg, seed=0)
     grid = voxelize(room.coords, 0.05)
     x = student_inputs(grid, torch.randn(room.num_points, 8), room.colors, room.normals)
-    e = model(x, model.kernel_map(grid.coords))
+    e = model(x, model.pyramid(grid.coords))
     assert e.shape == (grid.num_voxels, 12)
     torch.testing.assert_close(e.norm(dim=1), torch.ones(len(e)))
     e[:, 0].sum().backward()
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises(ValueError, match="input channels"):
-        model(x[:, :5], model.kernel_map(grid.coords))
+        model(x[:, :5], model.pyramid(grid.coords))
+    with pytest.raises(ValueError, match="coarse levels"):
+        model(x, build_pyramid(grid.coords, 3, levels + 1))
+
+
+def test_unet_student_sees_beyond_its_plain_receptive_field(room):
+    """A change 60 cm away reaches a voxel only through the coarse levels (plain net: 4 cm radius)."""
+    grid = voxelize(room.coords, 0.05)
+    x = student_inputs(grid, torch.randn(room.num_points, 8), room.colors, room.normals)
+    far = (grid.coords - grid.coords[0]).abs().max(1).values > 12           # > 60 cm from voxel 0
+    y = x.clone()
+    y[far] += 1.0
+    for levels, changes in [(0, False), (3, True)]:
+        model = build_student(student_config("cpu", 8, hidden=16, blocks=1, levels=levels), seed=0).eval()
+        with torch.no_grad():
+            a, b = model(x, model.pyramid(grid.coords)), model(y, model.pyramid(grid.coords))
+        assert bool((a[0] - b[0]).abs().max() > 1e-6) == changes
 
 
 def test_seeded_build_is_deterministic():
@@ -85,3 +102,8 @@ def test_checkpoint_round_trip_and_errors(room, tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not a geopurify student"):
         load_student(tmp_path / "other.pt")
+    state = torch.load(path, weights_only=True)
+    state["config"]["levels"] = -1
+    torch.save(state, tmp_path / "badconfig.pt")
+    with pytest.raises(InputError, match="unreadable student config"):
+        load_student(tmp_path / "badconfig.pt")

@@ -11,6 +11,7 @@ import torch
 
 from geopurify import InputError
 from geopurify.distill import PairConfig
+from geopurify.geometry import voxelize
 from geopurify.io.ply import write_ply
 from geopurify.lifting import LiftedFeatures
 from geopurify.selection import label_histograms, lifted_histograms, select_scenes
@@ -53,6 +54,20 @@ def test_training_reduces_loss_deterministically_and_writes_checkpoints(items, t
     assert ckpt["student"]["versions"]["torch"] == str(torch.__version__)
 
 
+def test_unet_student_trains_and_its_checkpoint_restores_it(items, tmp_path):
+    cfg = student_config("cpu", 16, hidden=16, embed_dim=16, levels=2)
+    result = train_student(items, tmp_path, cfg, SMALL, progress=False)
+    h = result.history
+    assert h[-1]["val_loss"] < h[0]["val_loss"]
+    best = load_student(tmp_path / "best.pt")
+    assert best.config.levels == 2
+    scene = items[0]
+    grid = voxelize(scene.scene.coords, 0.02)
+    last = load_student(tmp_path / "last.pt")
+    torch.testing.assert_close(last.embed(grid, scene.semantic, scene.scene.colors, scene.scene.normals),
+                               result.student.embed(grid, scene.semantic, scene.scene.colors, scene.scene.normals))
+
+
 def test_a_finished_run_resumes_to_nothing_and_other_configs_are_refused(items, tmp_path):
     first = train_student(items, tmp_path, tiny(), SMALL, progress=False)
     again = train_student(items, tmp_path, tiny(), SMALL, progress=False)     # resumes after the last epoch
@@ -63,6 +78,16 @@ def test_a_finished_run_resumes_to_nothing_and_other_configs_are_refused(items, 
         train_student(items, tmp_path, tiny(), TrainConfig(epochs=4), progress=False)
     with pytest.raises(InputError, match="another configuration"):
         train_student(items[:1], tmp_path, tiny(), SMALL, progress=False)
+    # a checkpoint written before a config field existed resumes (the field takes its default) ...
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    del ckpt["student"]["config"]["geometric_dim"], ckpt["train_config"]["save_every"]
+    torch.save(ckpt, tmp_path / "last.pt")
+    assert train_student(items, tmp_path, tiny(), SMALL, progress=False).history == first.history
+    # ... one with a field this version does not know is refused with a clear error
+    ckpt["train_config"]["pairs"]["future_option"] = 1
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(InputError, match="configuration this geopurify cannot read"):
+        train_student(items, tmp_path, tiny(), SMALL, progress=False)
     (tmp_path / "last.pt").write_bytes(b"garbage")
     with pytest.raises(InputError, match="cannot read checkpoint to resume from"):
         train_student(items, tmp_path, tiny(), SMALL, progress=False)
@@ -132,7 +157,7 @@ def test_cli_train_resumes_after_being_killed(tmp_path):
     def cmd(out, *extra):
         return [sys.executable, "-m", "geopurify.cli", "train", str(scans / "list.txt"), *extra,
                 "--features", str(feats_dir), "--out", str(out), "--epochs", "6", "--warmup-epochs", "1",
-                "--lr", "1e-3", "--anchors", "256", "--norm", "layer", "--no-progress"]
+                "--lr", "1e-3", "--anchors", "256", "--norm", "layer", "--levels", "1", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = subprocess.run(cmd(tmp_path / "ref"), capture_output=True, text=True, env=env)
     assert ref.returncode == 0, ref.stderr

@@ -112,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, warmup_epochs=args.warmup_epochs, lr=args.lr, seed=args.seed,
                          augment=not args.no_augment, pairs=pairs, semantic_weight=args.semantic_weight,
                          save_every=args.save_every)
-    overrides = {"norm": args.norm} if args.norm else {}
+    overrides = {k: v for k, v in (("norm", args.norm), ("levels", args.levels)) if v is not None}
     scfg = student_config(args.preset, scenes[0].semantic.shape[1], **overrides)
     result = train_student(scenes, out, scfg, config, val_scenes=val, device=args.device,
                            resume=not args.restart, progress=not args.no_progress)
@@ -294,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-path", help="folder of <scene>.npy features for --teacher precomputed")
     p.add_argument("--preset", choices=("cpu", "upstream"), default="cpu", help="student size (default cpu)")
     p.add_argument("--norm", choices=("batch", "layer"), help="normalisation layers (default: the preset's)")
+    p.add_argument("--levels", type=int, help="coarse levels of a U-Net student (0: the upstream plain network; "
+                   "default: the preset's)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--warmup-epochs", type=int, default=2)
     p.add_argument("--save-every", type=int, default=1,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .geometry import scatter_mean
+
 
 def _keys(coords: torch.Tensor, lo: torch.Tensor, span: torch.Tensor) -> torch.Tensor:
     c = coords - lo
@@ -142,3 +144,49 @@ class SparseConv3d(nn.Module):
     def extra_repr(self) -> str:
         k, ci, co = self.weight.shape
         return f"{ci}, {co}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
+
+
+@dataclass(frozen=True, eq=False)
+class SparsePyramid:
+    """A voxel set and its coarser copies, for networks that pool (U-Net-like students).
+
+    Level ``l`` holds the voxels ``floor(coords / 2**l)`` (edge ``2**l`` base voxels); each level has its
+    own :class:`KernelMap`. ``parents[l]`` maps level-``l`` voxels to their level-``l+1`` voxel, so
+
+        pooled[j] = mean of x[i] over i with parents[l][i] == j       (:func:`pool`)
+        unpooled[i] = y[parents[l][i]]                                (:func:`unpool`)
+
+    Attributes:
+        maps: ``L + 1`` kernel maps, level 0 (the input voxels, in their order) first.
+        parents: ``L`` tensors, ``(M_l,) int64`` indices into level ``l + 1``.
+    """
+
+    maps: tuple[KernelMap, ...]
+    parents: tuple[torch.Tensor, ...]
+
+    @property
+    def levels(self) -> int:
+        return len(self.parents)
+
+
+def build_pyramid(coords: torch.Tensor, kernel_size: int = 3, levels: int = 0) -> SparsePyramid:
+    """Kernel maps of ``coords (M, 3) int64`` and of ``levels`` successively halved copies of it
+    (coarse voxels sorted lexicographically by coordinate: deterministic)."""
+    if levels < 0:
+        raise ValueError(f"levels must be >= 0, got {levels}")
+    maps, parents = [build_kernel_map(coords, kernel_size)], []
+    for _ in range(levels):
+        coords, parent = torch.unique(torch.div(coords, 2, rounding_mode="floor"), dim=0, return_inverse=True)
+        parents.append(parent)
+        maps.append(build_kernel_map(coords, kernel_size))
+    return SparsePyramid(tuple(maps), tuple(parents))
+
+
+def pool(features: torch.Tensor, pyramid: SparsePyramid, level: int) -> torch.Tensor:
+    """Mean of level-``level`` voxel features ``(M_l, C)`` over each level-``level + 1`` voxel."""
+    return scatter_mean(features, pyramid.parents[level], pyramid.maps[level + 1].num_voxels)
+
+
+def unpool(features: torch.Tensor, pyramid: SparsePyramid, level: int) -> torch.Tensor:
+    """Copy level-``level + 1`` voxel features ``(M_{l+1}, C)`` to their level-``level`` children."""
+    return features[pyramid.parents[level]]

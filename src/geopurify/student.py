@@ -9,9 +9,19 @@ is L2-normalised so that encoders with differently scaled features give inputs o
 
 Network: stem (sparse conv, ``stem_kernel``) -> norm -> ReLU, ``blocks`` residual blocks
 [conv3, norm, ReLU, conv3, norm, + identity, ReLU], and a 1x1 head to ``embed_dim``; no conv biases.
+With ``levels = L > 0`` (not upstream's) the network is a small U-Net: after the blocks, the features
+are mean-pooled to voxels twice as large, ``L`` times, with one residual block at each coarse level,
+then brought back level by level (copied to the children, concatenated with that level's features,
+1x1 conv, norm, ReLU) before the head (:class:`~geopurify.sparse.SparsePyramid`). Why: the plain
+network's receptive field has a radius of ``2 * blocks`` voxels (+1 with a k=3 stem): 8 cm for the
+``cpu`` preset, 18 cm for ``upstream``, while the geometric teacher describes 10-60 cm neighbourhoods;
+a block at level ``l`` adds ``2**(l+1)`` voxels, so three levels add 56 cm.
 Presets: ``upstream`` (hidden 512, 4 blocks, 128-d, k=3 stem, BatchNorm: 63.9 M parameters at D=512,
-as the official model) for GPUs, and ``cpu`` (hidden 64, 2 blocks, 64-d, 1x1 stem, LayerNorm), about a
-second per training iteration on a 50k-point scene on two CPU cores (``benchmarks/bench_training.py``).
+as the official model) for GPUs, and ``cpu`` (hidden 64, 2 blocks, 64-d, 1x1 stem, LayerNorm, a U-Net
+with 3 coarse levels: 1.2 M parameters), about three seconds per training iteration on a 50k-point scene
+on two CPU cores (``benchmarks/bench_training.py``). The levels are in the ``cpu`` preset because they
+measured better: after 1,000 iterations its affinities beat the geometric teacher's on unseen scans,
+which the plain network did not (``benchmarks/bench_affinity.py``).
 LayerNorm in the small preset: with one scene per batch and a few dozen iterations, BatchNorm's
 running statistics lag behind the weights, so eval-mode outputs drift from training-mode ones (the
 label-free validation loss rose while the training loss fell); per-voxel LayerNorm has no such gap.
@@ -29,7 +39,7 @@ from torch import nn
 
 from .errors import InputError
 from .geometry import VoxelGrid, scatter_mean
-from .sparse import KernelMap, SparseConv3d, build_kernel_map
+from .sparse import KernelMap, SparseConv3d, SparsePyramid, build_pyramid, pool, unpool
 
 CHECKPOINT_KIND = "geopurify-student"
 CHECKPOINT_VERSION = 1
@@ -47,13 +57,14 @@ class StudentConfig:
     stem_kernel: int = 3
     kernel_size: int = 3
     norm: str = "batch"
+    levels: int = 0
 
     def __post_init__(self) -> None:
         for name in ("semantic_dim", "hidden", "embed_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.blocks < 0 or self.geometric_dim < 0:
-            raise ValueError("blocks and geometric_dim must be >= 0")
+        if self.blocks < 0 or self.geometric_dim < 0 or self.levels < 0:
+            raise ValueError("blocks, geometric_dim and levels must be >= 0")
         if self.norm not in ("batch", "layer"):
             raise ValueError(f"norm must be 'batch' or 'layer', got {self.norm!r}")
         for name in ("stem_kernel", "kernel_size"):
@@ -67,7 +78,7 @@ class StudentConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "upstream": {"hidden": 512, "blocks": 4, "embed_dim": 128, "stem_kernel": 3},
-    "cpu": {"hidden": 64, "blocks": 2, "embed_dim": 64, "stem_kernel": 1, "norm": "layer"},
+    "cpu": {"hidden": 64, "blocks": 2, "embed_dim": 64, "stem_kernel": 1, "norm": "layer", "levels": 3},
 }
 
 
@@ -109,10 +120,23 @@ class _ResBlock(nn.Module):
         return torch.relu(y + x)
 
 
-class StudentAffinityNet(nn.Module):
-    """``net(features (M, D+6), kmap) -> (M, embed_dim)`` L2-normalised voxel embeddings.
+class _Fuse(nn.Module):
+    """Decoder step: ``relu(norm(W [upsampled coarse | skip]))``, a 1x1 conv from 2C to C channels."""
 
-    Parameter groups for the optimiser: ``stem`` (input conv + norm), ``blocks``, ``head``.
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * channels, channels, bias=False)
+        self.norm = _norm(norm, channels)
+
+    def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.linear(torch.cat([coarse, skip], 1))))
+
+
+class StudentAffinityNet(nn.Module):
+    """``net(features (M, D+6), net.pyramid(coords)) -> (M, embed_dim)`` L2-normalised voxel embeddings.
+
+    Parameter groups for the optimiser: ``stem`` (input conv + norm), ``blocks`` (every block, and the
+    coarse levels' blocks and decoder steps), ``head``.
     """
 
     def __init__(self, config: StudentConfig) -> None:
@@ -122,26 +146,40 @@ class StudentAffinityNet(nn.Module):
         self.stem_norm = _norm(config.norm, config.hidden)
         self.blocks = nn.ModuleList(_ResBlock(config.hidden, config.kernel_size, config.norm)
                                     for _ in range(config.blocks))
+        self.down = nn.ModuleList(_ResBlock(config.hidden, config.kernel_size, config.norm)
+                                  for _ in range(config.levels))
+        self.up = nn.ModuleList(_Fuse(config.hidden, config.norm) for _ in range(config.levels))
         self.head = SparseConv3d(config.hidden, config.embed_dim, 1)
 
-    def forward(self, features: torch.Tensor, kmap: KernelMap) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, pyramid: SparsePyramid) -> torch.Tensor:
         if features.shape[1] != self.config.input_dim:
             raise ValueError(f"student expects {self.config.input_dim} input channels "
                              f"({self.config.semantic_dim} semantic + {self.config.geometric_dim}), "
                              f"got {features.shape[1]}")
+        if pyramid.levels != self.config.levels:
+            raise ValueError(f"student has {self.config.levels} coarse levels, pyramid has {pyramid.levels}")
+        kmap = pyramid.maps[0]
         x = torch.relu(self.stem_norm(self.stem(features, kmap)))
         for block in self.blocks:
             x = block(x, kmap)
+        skips = []
+        for level, block in enumerate(self.down):
+            skips.append(x)
+            x = block(pool(x, pyramid, level), pyramid.maps[level + 1])
+        for level in reversed(range(self.config.levels)):
+            x = self.up[level](unpool(x, pyramid, level), skips[level])
         return torch.nn.functional.normalize(self.head(x, kmap), dim=1)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"stem": [*self.stem.parameters(), *self.stem_norm.parameters()],
-                "blocks": list(self.blocks.parameters()), "head": list(self.head.parameters())}
+                "blocks": [*self.blocks.parameters(), *self.down.parameters(), *self.up.parameters()],
+                "head": list(self.head.parameters())}
 
-    def kernel_map(self, coords: torch.Tensor) -> KernelMap:
-        """The kernel map this network needs for the voxels ``coords (M, 3) int64``."""
-        return build_kernel_map(coords, max(self.config.kernel_size, self.config.stem_kernel)
-                                if self.config.blocks else self.config.stem_kernel)
+    def pyramid(self, coords: torch.Tensor) -> SparsePyramid:
+        """The kernel maps (and coarse levels) this network needs for the voxels ``coords (M, 3) int64``."""
+        uses_maps = self.config.blocks or self.config.levels
+        kernel = max(self.config.kernel_size, self.config.stem_kernel) if uses_maps else self.config.stem_kernel
+        return build_pyramid(coords, kernel, self.config.levels)
 
     @torch.no_grad()
     def embed(self, grid: VoxelGrid, semantic: torch.Tensor, colors: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
@@ -151,7 +189,7 @@ class StudentAffinityNet(nn.Module):
         self.eval()
         dev = next(self.parameters()).device
         x = student_inputs(grid, semantic, colors, normals).to(dev)
-        out = self(x, self.kernel_map(grid.coords.to(dev)))
+        out = self(x, self.pyramid(grid.coords.to(dev)))
         self.train(was_training)
         return out.to(semantic.device)
 
@@ -192,7 +230,10 @@ def load_student(path: str | os.PathLike[str], device: str | torch.device = "cpu
         raise InputError("not a geopurify student checkpoint", path)
     if student.get("version", 0) > CHECKPOINT_VERSION:
         raise InputError(f"checkpoint format {student['version']} is newer than this geopurify supports", path)
-    model = StudentAffinityNet(StudentConfig(**student["config"]))
+    try:
+        model = StudentAffinityNet(StudentConfig(**student["config"]))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"unreadable student config ({exc})", path) from None
     try:
         model.load_state_dict(student["state_dict"])
     except RuntimeError as exc:

@@ -150,8 +150,8 @@ class _SceneSampler:
             a = to_new[pairs.anchors]
             pairs = Pairs(a, to_new[pairs.positives], neg, pairs.valid & (neg != a[:, None]))
         x = student_inputs(grid, self.semantic, self.colors, normals.to(self.device))
-        kmap = student.kernel_map(grid.coords.to(self.device))
-        return x, kmap, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
+        pyramid = student.pyramid(grid.coords.to(self.device))
+        return x, pyramid, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
                                                               pairs.valid)))
 
 
@@ -162,8 +162,8 @@ def validation_loss(student: StudentAffinityNet, samplers: Sequence[_SceneSample
     student.eval()
     losses = []
     for smp in samplers:
-        x, kmap, pairs = smp.batch(student, None)
-        losses.append(float(info_nce(student(x, kmap), pairs, smp.config.pairs.temperature)))
+        x, pyramid, pairs = smp.batch(student, None)
+        losses.append(float(info_nce(student(x, pyramid), pairs, smp.config.pairs.temperature)))
     student.train(was)
     return sum(losses) / max(1, len(losses))
 
@@ -232,10 +232,16 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
             raise InputError(f"cannot read checkpoint to resume from ({type(exc).__name__}); "
                              "use another run folder or resume=False", last) from None
-        # from_dict: a checkpoint written before a field existed compares with that field's default;
+        # a checkpoint written before a field existed compares with that field's default;
         # save_every does not change the weights, so a run may resume with another one
-        same = replace(TrainConfig.from_dict(ckpt["train_config"]), save_every=config.save_every) == config
-        if not same or ckpt["student"]["config"] != asdict(student_config) or ckpt["scenes"] != names:
+        try:
+            old_config = TrainConfig.from_dict(ckpt["train_config"])
+            old_student = StudentConfig(**ckpt["student"]["config"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise InputError(f"has a configuration this geopurify cannot read ({type(exc).__name__}: {exc}); "
+                             "use another run folder or resume=False", last) from None
+        same = replace(old_config, save_every=config.save_every) == config and old_student == student_config
+        if not same or ckpt["scenes"] != names:
             raise InputError("was written by a run with another configuration or scene list; "
                              "use another run folder or resume=False", last)
         student.load_state_dict(ckpt["student"]["state_dict"])
@@ -269,8 +275,8 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
             t0 = time.perf_counter()
             for i in order.tolist():
                 gen = torch.Generator().manual_seed(_seed(config.seed, epoch, i, 1))
-                x, kmap, pairs = samplers[i].batch(student, gen)
-                loss = info_nce(student(x, kmap), pairs, config.pairs.temperature)
+                x, pyramid, pairs = samplers[i].batch(student, gen)
+                loss = info_nce(student(x, pyramid), pairs, config.pairs.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
