@@ -79,12 +79,12 @@ def test_pyramid_levels_are_halved_voxels_with_naive_pooling():
     for level in range(2):
         parent = pyr.parents[level]
         m = pyr.maps[level + 1].num_voxels
+        keys = [tuple(v // 2 for v in c) for c in fine_coords.tolist()]    # naive: group by floor(c / 2)
         coarse = {}
-        for i, c in enumerate(fine_coords.tolist()):           # naive: group by floor(c / 2)
-            coarse.setdefault(tuple(v // 2 for v in c), []).append(i)
+        for i, key in enumerate(keys):
+            coarse.setdefault(key, []).append(i)
         assert m == len(coarse)
         # every child has one parent, and children share a parent exactly when their halved coords agree
-        keys = [tuple(v // 2 for v in c) for c in fine_coords.tolist()]
         for i, j in [(i, j) for i in range(0, len(keys), 7) for j in range(0, len(keys), 5)]:
             assert (parent[i] == parent[j]) == (keys[i] == keys[j])
         pooled = pool(fine_x, pyr, level)

@@ -62,7 +62,7 @@ def test_forward_gives_unit_embeddings_and_gradients(room, norm, levels):
 
 
 def test_unet_student_sees_beyond_its_plain_receptive_field(room):
-    """A change 60 cm away reaches a voxel only through the coarse levels (plain net: 4 cm radius)."""
+    """A change 60 cm away reaches a voxel only through the coarse levels (plain net, one block: 10 cm)."""
     grid = voxelize(room.coords, 0.05)
     x = student_inputs(grid, torch.randn(room.num_points, 8), room.colors, room.normals)
     far = (grid.coords - grid.coords[0]).abs().max(1).values > 12           # > 60 cm from voxel 0

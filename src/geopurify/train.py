@@ -38,6 +38,7 @@ from .distill import PairConfig, Pairs, PairTable, augment, info_nce
 from .errors import InputError
 from .geometry import voxelize
 from .scene import Scene
+from .sparse import SparsePyramid
 from .student import StudentAffinityNet, StudentConfig, build_student, student_inputs, student_state
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,10 @@ class _SceneSampler:
         # the student input is built where the student runs: (N, D) features move once, not every iteration
         self.semantic, self.colors = item.semantic.to(device), item.scene.colors.to(device)
 
-    def batch(self, student: StudentAffinityNet, generator: torch.Generator | None) -> tuple[torch.Tensor, Any, Pairs]:
-        """Student input, kernel map and pairs; augmented when ``generator`` is given and enabled.
+    def batch(self, student: StudentAffinityNet,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, SparsePyramid, Pairs]:
+        """Student input, its :class:`~geopurify.sparse.SparsePyramid` and pairs; augmented when
+        ``generator`` is given and enabled.
         Without a generator the pairs are a fixed draw (for validation)."""
         sc, grid = self.item.scene, self.grid
         coords, normals = sc.coords, sc.normals
