@@ -1,7 +1,7 @@
 """Protocol scannet-sim v1, shared by the purification and affinity benchmarks.
 
 Real ScanNet geometry (the 16 scans of ``../shared/data/scannet50k``), simulated 2D predictions
-(:data:`geopurify.sim.segmenter.SCANNET_SIM_V1`: 40 rendered views per scan, masks named by class and
+(:data:`geopurify.sim.mask_model.SCANNET_SIM_V1`: 40 rendered views per scan, masks named by class and
 embedded with MiniLM) lifted by the real consensus fusion; cached under ``--cache``. Students are trained
 label-free on scans of rooms 0000-0003 (chosen by the label-free selection) and evaluated on the scans
 of rooms 0004-0006, which they never saw.
@@ -21,17 +21,16 @@ from pathlib import Path
 
 import torch
 
-from geopurify.datasets import load_scan
-from geopurify.distill import PairConfig
 from geopurify.encoders import encode_vocabulary, get_text_encoder
+from geopurify.io import Scene, load_scan
 from geopurify.labels import SCANNET20
 from geopurify.lifting import LiftedFeatures
-from geopurify.scene import Scene
-from geopurify.selection import lifted_histograms, select_scenes
-from geopurify.sim.segmenter import SCANNET_SIM_V1, simulate_lifting
-from geopurify.student import student_config
+from geopurify.sim.mask_model import SCANNET_SIM_V1, simulate_lifting
+from geopurify.student import DistillScene, TrainConfig, TrainResult, train_student
+from geopurify.student.distill import PairConfig
+from geopurify.student.network import student_config
+from geopurify.student.scene_selection import lifted_histograms, select_scenes
 from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, TrainResult, train_student
 
 # the same variable as the tests' (tests/conftest.py): the shared data folder, default ../shared/data
 DATA = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "scannet50k"

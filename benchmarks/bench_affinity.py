@@ -21,11 +21,11 @@ from pathlib import Path
 
 from _protocol import load_protocol, protocol_arguments
 from _table import print_table
+from geopurify.evaluation import affinity_purity, voxel_mode
 from geopurify.geometry import voxelize
-from geopurify.metrics import affinity_purity, voxel_mode
-from geopurify.pooling import knn_graph
-from geopurify.student import student_inputs
-from geopurify.train import DistillScene, pair_features
+from geopurify.segment.pooling import knn_graph
+from geopurify.student.data import DistillScene, pair_features
+from geopurify.student.network import student_inputs
 
 SHARPNESS = (10.0, 20.0, 40.0, 80.0)
 

@@ -4,22 +4,28 @@ A 150k-point generated room, 100 frames of 320x240 with rendered depth, 512-d fe
 memory (the encoder's cost is excluded). Compared in the same run with a plain re-implementation of
 OpenScene's per-frame numpy mapping (``PointCloudToImageMapper.compute_mapping`` + running mean).
 
+A second table times the visibility test alone (projection + depth test, ``visible_points``) on the
+real 7-Scenes kitchen (91k points, 640x480 depth) against the same rule in plain float64 numpy
+(OpenScene's mapper), with their agreement; it is skipped when ``../shared/data`` is absent.
+
 Usage: ``python benchmarks/bench_lifting.py [--points 150000] [--frames 100] [--dim 512]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from _table import print_table
-from geopurify import Frame, Frames
+from geopurify import Frame, Frames, load_scan
 from geopurify.camera import look_at
-from geopurify.features import DenseFeatures
-from geopurify.lifting import LiftConfig, lift_features
+from geopurify.encoders.maps import DenseFeatures
+from geopurify.lifting import LiftConfig, lift_features, visible_points
 from geopurify.render import point_spacing, render_depth
 from geopurify.sim import make_room
 
@@ -53,6 +59,57 @@ def openscene_mean_fusion(coords: np.ndarray, frames: list[Frame], feats: list[n
         sum_features[mask] += feat_2d_3d
         counter[mask] += 1
     return sum_features / np.maximum(counter, 1)
+
+
+SEVEN_SCENES = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) \
+    / "sevenscenes_redkitchen"
+
+
+def openscene_visibility(coords: np.ndarray, frame: Frame, tau: float = 0.05, border: int = 10) -> np.ndarray:
+    """The visibility rule of OpenScene's mapper in plain float64 numpy: indices of the visible points."""
+    W, H = frame.size
+    T = np.linalg.inv(frame.cam_to_world)
+    p = coords @ T[:3, :3].T + T[:3, 3]
+    u = np.round(p[:, 0] * frame.intrinsics[0, 0] / p[:, 2] + frame.intrinsics[0, 2]).astype(np.int64)
+    v = np.round(p[:, 1] * frame.intrinsics[1, 1] / p[:, 2] + frame.intrinsics[1, 2]).astype(np.int64)
+    inside = (p[:, 2] > 0) & (u >= border) & (v >= border) & (u < W - border) & (v < H - border)
+    d = np.zeros(len(coords))
+    d[inside] = frame.depth.numpy()[v[inside], u[inside]]
+    return np.nonzero(inside & (d > 0) & (np.abs(d - p[:, 2]) <= tau * d))[0]
+
+
+def visibility_table(repeats: int = 5) -> None:
+    if not SEVEN_SCENES.is_dir():
+        print(f"\n(visibility on real frames skipped: {SEVEN_SCENES} not found)")
+        return
+    scan = load_scan(SEVEN_SCENES)
+    frames = [scan.frames[i] for i in range(0, len(scan.frames), 5)]           # loaded once, outside the timing
+    coords = scan.scene.coords
+    col_major = coords.T.contiguous().T                                         # as lift_features passes them
+    c64 = coords.numpy().astype(np.float64)
+    runs = {"geopurify visible_points": lambda f: visible_points(col_major, f),
+            "geopurify visible_points, row-major points": lambda f: visible_points(coords, f),
+            "plain float64 numpy (OpenScene's mapper)": lambda f: openscene_visibility(c64, f)}
+    best = {}
+    for name, fn in runs.items():
+        fn(frames[0])
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for f in frames:
+                fn(f)
+            times.append((time.perf_counter() - t) / len(frames))
+        best[name] = min(times)
+    same = total = 0
+    for f in frames:
+        a, b = set(visible_points(col_major, f).index.tolist()), set(openscene_visibility(c64, f).tolist())
+        same, total = same + len(a & b), total + len(a | b)
+    base = best["plain float64 numpy (OpenScene's mapper)"]
+    w, h = frames[0].size
+    print_table(f"visibility on real 7-Scenes frames: {scan.scene.num_points:,} points, {len(frames)} frames {w}x{h}, "
+                f"best of {repeats}; identical visibility {100 * same / total:.2f}%",
+                ["method", "ms / frame", "speed-up vs numpy"],
+                [(name, f"{1000 * sec:.2f}", f"{base / sec:.2f}x") for name, sec in best.items()])
 
 
 def main() -> None:
@@ -97,6 +154,7 @@ def main() -> None:
                 f"torch {torch.__version__}, {torch.get_num_threads()} threads",
                 ["method", "seconds", "frames/s", "speed-up vs OpenScene-style"],
                 [(name, f"{sec:.2f}", f"{len(frames) / sec:.1f}", f"{base / sec:.2f}x") for name, sec in rows])
+    visibility_table()
 
 
 if __name__ == "__main__":

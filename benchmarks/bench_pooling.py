@@ -32,7 +32,7 @@ import torch
 
 from _table import print_table
 from geopurify.geometry import voxelize
-from geopurify.pooling import affinity_matrix, affinity_weights, knn_graph, propagate
+from geopurify.segment.pooling import affinity_matrix, affinity_weights, knn_graph, propagate
 from geopurify.sim import class_prototypes, make_room, noisy_class_features
 
 

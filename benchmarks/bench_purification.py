@@ -1,7 +1,7 @@
 """The purification benchmark, protocol "scannet-sim v1": how much does Geometry-Guided Pooling help?
 
 Real ScanNet geometry (the 16 scans of ``../shared/data/scannet50k``), simulated 2D predictions
-(:data:`geopurify.sim.segmenter.SCANNET_SIM_V1`: 40 rendered views per scan, masks with consistent and
+(:data:`geopurify.sim.mask_model.SCANNET_SIM_V1`: 40 rendered views per scan, masks with consistent and
 view-dependent confusions, coarse boundaries, blobs, misses, named by class and embedded with MiniLM),
 lifted with consensus fusion by the real lifting code. The student is trained label-free on scans of
 rooms 0000-0003 (``--train-count`` chosen among them by the label-free selection) and evaluated on the
@@ -23,12 +23,11 @@ import torch
 
 from _protocol import load_protocol, protocol_arguments
 from _table import print_table
-from geopurify.evaluate import evaluate
+from geopurify.evaluation import voxel_mode
+from geopurify.evaluation.evaluate import evaluate
 from geopurify.geometry import voxelize
 from geopurify.labels import SCANNET20
-from geopurify.metrics import voxel_mode
-from geopurify.pooling import PoolingConfig
-from geopurify.query import Segmenter
+from geopurify.segment import PoolingConfig, Segmenter
 
 
 class _Embedded:

@@ -32,10 +32,10 @@ SHARED = DATA / "scene0000_00"
 
 
 def load_item(dim: int):
-    from geopurify.datasets import load_scan
+    from geopurify.io import load_scan
     from geopurify.sim import make_room, noisy_class_features
+    from geopurify.student import DistillScene
     from geopurify.teachers import get_teacher, teacher_features
-    from geopurify.train import DistillScene
 
     if SHARED.parent.is_dir():
         scene = load_scan(SHARED).scene
@@ -46,9 +46,9 @@ def load_item(dim: int):
 
 
 def run_one(preset: str, iters: int, dim: int, device: str, levels: int | None) -> dict:
-    from geopurify.distill import info_nce, pairs_for_anchors
-    from geopurify.student import build_student, student_config
-    from geopurify.train import TrainConfig, _optimizer, _SceneSampler
+    from geopurify.student.distill import info_nce, pairs_for_anchors
+    from geopurify.student.network import build_student, student_config
+    from geopurify.student.train import SceneSampler, TrainConfig, _optimizer
 
     item = load_item(dim)
     cfg = TrainConfig()
@@ -56,7 +56,7 @@ def run_one(preset: str, iters: int, dim: int, device: str, levels: int | None) 
     overrides = {} if levels is None else {"levels": levels}
     student = build_student(student_config(preset, dim, **overrides), seed=0).to(dev)
     opt = _optimizer(student, cfg)
-    smp = _SceneSampler(item, cfg, dev)
+    smp = SceneSampler(item, cfg, dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     pairs_for_anchors(smp.table.teacher, smp.table.centers, torch.randperm(smp.table.num_voxels)[:4096].to(dev),

@@ -9,6 +9,7 @@ from PIL import Image
 
 from geopurify.io.ply import write_ply
 
+REPO_README = Path(__file__).resolve().parents[1] / "README.md"
 K_COLOR = np.array([[120.0, 0, 64.5], [0, 120.0, 48.5], [0, 0, 1]])  # for 130x98 colour images
 COLOR_SIZE = (130, 98)
 DEPTH_SIZE = (64, 48)
@@ -92,3 +93,37 @@ def write_sevenscenes(root: Path, n: int = 3, depth_size: tuple[int, int] = DEPT
         write_frame_images(root / f"{stem}.color.png", root / f"{stem}.depth.png", 1.0 + 0.1 * i, depth_size)
         write_matrix(root / f"{stem}.pose.txt", look_down_pose(0.1 * i, 0.0, 1.5))
     write_matrix(root / "camera-intrinsics.txt", K_COLOR if intrinsics is None else intrinsics)
+
+
+def write_room_scan(root: Path, masks: Path, views: int = 12, density: float = 120.0, seed: int = 0) -> dict:
+    """The generated room as a ``scannet-frames-json`` scan (points, labels, rendered colour frames, no
+    depth) plus error-free per-frame class masks (``masks`` encoder layout) from the simulator."""
+    import json
+
+    from geopurify.labels import SCANNET20
+    from geopurify.sim import MaskModelNoise, SimulatedMaskModel, make_room, render_views, room_cameras
+
+    room = make_room(seed=seed, density=density)
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    rgb = np.round(room.colors.numpy() * 255)
+    np.save(root / "vert.npy", np.c_[room.coords.numpy(), rgb].astype(np.float32))
+    nyu = np.where(room.labels.numpy() >= 0, np.array(SCANNET20.source_ids)[room.labels.numpy().clip(0)], 0)
+    np.save(root / "sem_label.npy", nyu.astype(np.uint32))
+    np.save(root / "ins_label.npy", (room.instances.numpy() + 1).astype(np.uint32))
+    rendered = render_views(room, room_cameras(room, views, seed=seed), name="view")
+    clean = MaskModelNoise(consistent_confusion=0, view_confusion=0, mask_stride=1, boundary_px=0,
+                           blobs_per_view=0, uncovered=0)
+    model = SimulatedMaskModel(SCANNET20, clean, seed=seed)
+    frames = []
+    for v in rendered:
+        Image.fromarray(v.frame.image.numpy()).save(root / "frames" / f"{v.frame.name}.png")
+        owner, names = model.segment(v)
+        m = np.stack([(owner == k).numpy() for k in range(len(names))]) if names else np.zeros((0, *owner.shape), bool)
+        np.savez(masks / f"{v.frame.name}.npz", masks=m, classes=np.array(names))
+        frames.append({"image": f"{v.frame.name}.png", "camera_to_world_unaligned_4x4": v.frame.cam_to_world.tolist()})
+    K4 = np.eye(4)
+    K4[:3, :3] = rendered[0].frame.intrinsics
+    (root / "frames.json").write_text(json.dumps({"scene": root.name, "intrinsic_color_4x4": K4.tolist(),
+                                                  "axis_align_matrix_4x4": np.eye(4).tolist(), "frames": frames}))
+    return {"room": room}

@@ -85,13 +85,13 @@ def test_lift_on_a_scannet_export_tree(tmp_path, capsys):
     write_scannet_release(tmp_path / "scene0999_00")
     _write_feature_maps(tmp_path / "feats", ["0", "40"], 384)
     out = tmp_path / "lifted.npz"
-    assert main(["lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--model", str(tmp_path / "feats"),
+    assert main(["lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--source", str(tmp_path / "feats"),
                  "--vocab", "scannet20", "--text-encoder", "minilm", "--border", "0", "--out", str(out)]) == 0
     lf = LiftedFeatures.load(out, num_points=100)
     assert lf.dim == 384 and lf.encoder == "precomputed" and len(lf.settings["vocabulary"]) == 19
     assert "mean views per seen point" in capsys.readouterr().out
     # consensus without a text encoder is refused with a clear message
-    res = run_cli("lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--model", str(tmp_path / "feats"),
+    res = run_cli("lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--source", str(tmp_path / "feats"),
                   "--vocab", "scannet20", "--out", str(tmp_path / "x.npz"))
     assert res.returncode == 2 and "needs --text-encoder" in res.stderr and not (tmp_path / "x.npz").exists()
 
@@ -102,7 +102,7 @@ def test_lift_on_real_scannet_frames(shared_data, tmp_path, capsys):
 
     _write_feature_maps(tmp_path / "feats", ["00000", "00011", "00102"], 16, size=(121, 162))
     out = tmp_path / "lifted.npz"
-    assert main(["lift", str(shared_data / "scannet_scene0000_00"), "--encoder", "precomputed", "--model",
+    assert main(["lift", str(shared_data / "scannet_scene0000_00"), "--encoder", "precomputed", "--source",
                  str(tmp_path / "feats"), "--fusion", "mean", "--out", str(out)]) == 0
     lf = LiftedFeatures.load(out, num_points=81369)
     assert 5_000 < int(lf.seen.sum()) < 81369
@@ -121,7 +121,18 @@ def test_lift_on_sevenscenes_with_class_masks(shared_data, tmp_path):
         m[1, 60:] = 0.9
         np.savez(masks_dir / f"frame-{i * 10:06d}.npz", masks=m, classes=np.array(["cabinet", "counter"]))
     out = tmp_path / "lifted.npz"
-    assert main(["lift", str(shared_data / "sevenscenes_redkitchen"), "--encoder", "masks", "--model", str(masks_dir),
+    assert main(["lift", str(shared_data / "sevenscenes_redkitchen"), "--encoder", "masks", "--source", str(masks_dir),
                  "--vocab", "cabinet,counter", "--frame-step", "10", "--out", str(out)]) == 0
     lf = LiftedFeatures.load(out)
     assert lf.dim == 384 and float(lf.seen.float().mean()) > 0.5
+
+
+def test_an_option_the_layout_does_not_take_is_one_line(tmp_path):
+    write_ply(tmp_path / "ok.ply", np.random.default_rng(0).normal(size=(100, 3)))
+    from geopurify import InputError, load_scan
+    with pytest.raises(InputError, match="the ply layout does not take frame_stepp"):
+        load_scan(tmp_path / "ok.ply", frame_stepp=2)
+    res = run_cli("info", str(tmp_path / "ok.ply"), "--layout", "pth")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    res = run_cli("lift", str(tmp_path / "ok.ply"), "--encoder", "nope", "--out", str(tmp_path / "x.npz"))
+    assert res.returncode == 2 and "unknown encoder 'nope'; available: clip-hf, masks, precomputed" in res.stderr

@@ -9,8 +9,8 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from geopurify.encoders import get_encoder  # noqa: E402
-from geopurify.frames import Frame  # noqa: E402
+from geopurify.encoders import encode_vocabulary, get_encoder  # noqa: E402
+from geopurify.io import Frame  # noqa: E402
 
 WORDS = ["a", "in", "scene", "chair", "table", "wall", "floor", "sofa"]
 
@@ -40,7 +40,7 @@ def tiny_clip(tmp_path_factory):
 
 
 def test_dense_features_match_a_manual_maskclip_computation(tiny_clip):
-    enc = get_encoder("clip-hf", model=tiny_clip)
+    enc = get_encoder("clip-hf", source=tiny_clip)
     assert enc.dim == 24 and enc.mean == (0.5, 0.5, 0.5)
     m = transformers.CLIPModel.from_pretrained(tiny_clip).eval()
     vm = m.vision_model
@@ -73,14 +73,15 @@ def test_dense_features_match_a_manual_maskclip_computation(tiny_clip):
 
 
 def test_encode_frame_and_text(tiny_clip):
-    enc = get_encoder("clip-hf", model=tiny_clip, short_side=32)
+    enc = get_encoder("clip-hf", source=tiny_clip, short_side=32)
     img = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     K = np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]])
     ff = enc.encode_frame(Frame("f", img, K, np.eye(4)))
     assert ff.features.shape == (4, 5, 24)  # 32 x 40 input (aspect kept, multiples of 8)
     feats, valid = ff.gather(torch.tensor([[0, 0], [59, 79]]), (80, 60))
     assert torch.equal(feats[0], ff.features[0, 0]) and torch.equal(feats[1], ff.features[3, 4]) and valid.all()
-    t = enc.encode_classes(["chair", "table"])
+    t = encode_vocabulary(enc, ["chair", "table"])
+    torch.testing.assert_close(t, enc.encode_text(["a chair in a scene", "a table in a scene"]))
     assert t.shape == (2, 24) and torch.allclose(t.norm(dim=1), torch.ones(2))
     assert enc.tokenizer("a chair in a scene")["input_ids"][:2] == [2, 4]
     assert not torch.allclose(t[0], t[1])
@@ -91,8 +92,8 @@ def test_encode_frame_and_text(tiny_clip):
 def test_encoder_on_cuda_gives_the_cpu_features_back_on_the_cpu(tiny_clip):
     img = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     frame = Frame("f", img, np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]]), np.eye(4))
-    cpu = get_encoder("clip-hf", model=tiny_clip, short_side=32)
-    gpu = get_encoder("clip-hf", model=tiny_clip, short_side=32, device="cuda")
+    cpu = get_encoder("clip-hf", source=tiny_clip, short_side=32)
+    gpu = get_encoder("clip-hf", source=tiny_clip, short_side=32, device="cuda")
     f_cpu, f_gpu = cpu.encode_frame(frame).features, gpu.encode_frame(frame).features
     t_cpu, t_gpu = cpu.encode_classes(["chair", "table"]), gpu.encode_classes(["chair", "table"])
     assert f_gpu.device.type == "cpu" and t_gpu.device.type == "cpu"

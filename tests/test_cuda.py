@@ -9,16 +9,23 @@ import copy
 import pytest
 import torch
 
-from geopurify.distill import PairConfig, info_nce, pairs_for_anchors
 from geopurify.geometry import voxelize
 from geopurify.lifting import LiftedFeatures
-from geopurify.pooling import PoolingConfig, affinity_matrix, affinity_weights, knn_graph, propagate
-from geopurify.query import Segmenter
+from geopurify.segment import Segmenter
+from geopurify.segment.pooling import PoolingConfig, affinity_matrix, affinity_weights, knn_graph, propagate
 from geopurify.sim import make_room, noisy_class_features
-from geopurify.sparse import build_kernel_map, sparse_conv
-from geopurify.student import build_student, load_student, student_config, student_inputs
+from geopurify.student import (
+    DistillScene,
+    TrainConfig,
+    build_student,
+    load_student,
+    student_config,
+    student_inputs,
+    train_student,
+)
+from geopurify.student.distill import PairConfig, info_nce, pairs_for_anchors
+from geopurify.student.sparse import build_kernel_map, sparse_conv
 from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, train_student
 from test_sparse import dense_oracle, random_voxels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

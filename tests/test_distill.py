@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from geopurify.distill import PairConfig, PairTable, augment, info_nce, pairs_for_anchors, random_rotation, sample_pairs
+from geopurify.student.distill import (
+    PairConfig,
+    PairTable,
+    augment,
+    info_nce,
+    pairs_for_anchors,
+    random_rotation,
+    sample_pairs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +88,7 @@ def test_pair_table_memoises_the_same_rows(cloud):
 
 def test_info_nce_against_hand_computation():
     e = torch.nn.functional.normalize(torch.randn(6, 4, dtype=torch.float64), dim=1)
-    from geopurify.distill import Pairs
+    from geopurify.student.distill import Pairs
     pairs = Pairs(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([[4, 5], [4, 0]]),
                   torch.tensor([[True, True], [True, False]]))
     tau = 0.1

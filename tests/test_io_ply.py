@@ -3,8 +3,8 @@ import pytest
 from plyfile import PlyData, PlyElement
 
 from geopurify.errors import InputError
-from geopurify.io.ply import read_ply, write_label_ply, write_ply
-from geopurify.labels import IGNORE_COLOR, palette
+from geopurify.io.ply import read_ply, write_ply
+from geopurify.viz import IGNORE_COLOR, palette, write_label_ply
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -13,8 +13,8 @@ from geopurify.labels import (
     SCANNET200,
     get_label_set,
     map_source_ids,
-    palette,
 )
+from geopurify.viz import palette
 
 
 def _naive_map(ids, label_set):

@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-import geopurify.features
+import geopurify.encoders.maps
 from geopurify import Frame, Frames, InputError
 from geopurify.camera import look_at, project, world_to_camera
-from geopurify.encoders.openscene import import_openscene
+from geopurify.encoders.maps import DenseFeatures, MaskFeatures, assign_masks
 from geopurify.encoders.precomputed import PrecomputedEncoder
-from geopurify.features import DenseFeatures, MaskFeatures, assign_masks
-from geopurify.lifting import LiftConfig, LiftedFeatures, _decode_keys, _score_keys, lift_features, visible_points
+from geopurify.lifting import LiftConfig, LiftedFeatures, lift_features, visible_points
+from geopurify.lifting.fusion import _decode_keys, _score_keys
+from geopurify.lifting.importers import import_openscene
 from geopurify.render import point_spacing, render_depth
 from geopurify.sim import make_room
 
@@ -102,7 +103,7 @@ def _naive_lift(room, frames, feats, text, fusion, scale, k=3):
 
 @pytest.mark.parametrize("fusion,chunk", [("mean", 1024), ("consensus", 1024), ("mean", 7), ("consensus", 7)])
 def test_fusion_matches_a_naive_implementation(room, fusion, chunk, monkeypatch):
-    monkeypatch.setattr(geopurify.features, "GATHER_ROWS", chunk)      # many small gathers must give the same
+    monkeypatch.setattr(geopurify.encoders.maps, "GATHER_ROWS", chunk)      # many small gathers must give the same
     frames = room_frames(room, n=5)
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(15, 20, 8, generator=g) for _ in frames]   # coarse maps: patches cover many pixels

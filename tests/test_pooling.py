@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from geopurify import InputError
-from geopurify.evaluate import evaluate, predictions_to_ids
+from geopurify.evaluation import ConfusionMatrix, affinity_purity, voxel_mode
+from geopurify.evaluation.evaluate import evaluate, predictions_to_ids
 from geopurify.labels import SCANNET20
 from geopurify.lifting import LiftedFeatures
-from geopurify.metrics import ConfusionMatrix, affinity_purity, voxel_mode
-from geopurify.pooling import PoolingConfig, affinity_matrix, affinity_weights, knn_graph, propagate
-from geopurify.query import Segmenter
+from geopurify.segment import Segmenter
+from geopurify.segment.pooling import PoolingConfig, affinity_matrix, affinity_weights, knn_graph, propagate
 from geopurify.sim import class_prototypes, make_room, noisy_class_features
-from geopurify.student import build_student, student_config
+from geopurify.student.network import build_student, student_config
 
 
 def test_knn_graph_matches_brute_force():
@@ -72,9 +72,10 @@ def test_logit_fast_path_gives_the_same_labels_as_pooled_features(room_setup):
     fast = seg.query(text_embeddings=text, fast=True)
     slow = seg.query(text_embeddings=text, fast=False)
     assert torch.equal(fast.labels, slow.labels)
-    # fast scores are the pooled dot products: cosines times the pooled feature norm
+    # the fast path gives the pooled dot products (cosines times the pooled feature norm), never as scores
+    assert fast.scores is None and slow.logits is None
     norms = seg.pooled_features().norm(dim=1, keepdim=True)
-    torch.testing.assert_close(fast.scores, slow.scores * norms, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.logits, slow.scores * norms, rtol=1e-4, atol=1e-5)
 
 
 def test_segmenter_direct_purified_other_and_heatmap(room_setup):

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from geopurify.datasets import load_scan
-from geopurify.distill import PairConfig
-from geopurify.evaluate import evaluate
+from geopurify.evaluation import affinity_purity, voxel_mode
+from geopurify.evaluation.evaluate import evaluate
 from geopurify.geometry import voxelize
+from geopurify.io import load_scan
 from geopurify.labels import SCANNET20
 from geopurify.lifting import LiftedFeatures
-from geopurify.metrics import affinity_purity, voxel_mode
-from geopurify.query import Segmenter
+from geopurify.segment import Segmenter
 from geopurify.sim import class_prototypes, noisy_class_features
-from geopurify.student import student_config
+from geopurify.student import DistillScene, TrainConfig, train_student
+from geopurify.student.distill import PairConfig
+from geopurify.student.network import student_config
 from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, train_student
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 TRAIN = ["scene0000_00", "scene0002_00", "scene0004_00"]

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from geopurify import InputError, detect_layout, load_scan
-from geopurify.datasets import list_scannet50k, read_frames_folder
+from geopurify.io.layouts import list_scannet50k, read_frames_folder
 from geopurify.io.ply import write_ply
 from geopurify.labels import MATTERPORT21, SCANNET20, SCANNET200
 from scan_trees import (

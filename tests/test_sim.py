@@ -11,10 +11,10 @@ from geopurify.camera import look_at
 from geopurify.labels import SCANNET20
 from geopurify.render import fill_holes
 from geopurify.sim import make_room
-from geopurify.sim.segmenter import CONFUSABLE, SegmenterNoise, SimulatedSegmenter
+from geopurify.sim.mask_model import CONFUSABLE, MaskModelNoise, SimulatedMaskModel
 from geopurify.sim.views import SCANNET_K_320, render_views, room_cameras
 
-CLEAN = SegmenterNoise(consistent_confusion=0, view_confusion=0, mask_stride=1, boundary_px=0, blobs_per_view=0,
+CLEAN = MaskModelNoise(consistent_confusion=0, view_confusion=0, mask_stride=1, boundary_px=0, blobs_per_view=0,
                        uncovered=0)
 
 
@@ -95,14 +95,14 @@ def test_cameras_stand_inside_the_room_at_the_stated_height_and_pitch(room):
 def test_segmenter_error_modes(room):
     view = render_views(room, room_cameras(room, 2, seed=1))[0]
     gt = view.labels
-    clean = SimulatedSegmenter(SCANNET20, CLEAN, seed=0).predict_labels(view)
+    clean = SimulatedMaskModel(SCANNET20, CLEAN, seed=0).predict_labels(view)
     assert torch.equal(clean, gt)
-    owner, names = SimulatedSegmenter(SCANNET20, CLEAN, seed=0).segment(view)
+    owner, names = SimulatedMaskModel(SCANNET20, CLEAN, seed=0).segment(view)
     assert len(names) == len(torch.unique(gt[gt >= 0]))
     for i, n in enumerate(names):
         assert bool((gt[owner == i] == SCANNET20.index(n)).all())
-    always = SegmenterNoise(**{**CLEAN.to_dict(), "consistent_confusion": 1.0})
-    seg = SimulatedSegmenter(SCANNET20, always, seed=0)
+    always = MaskModelNoise(**{**CLEAN.to_dict(), "consistent_confusion": 1.0})
+    seg = SimulatedMaskModel(SCANNET20, always, seed=0)
     p1, p2 = seg.predict_labels(view), seg.predict_labels(view)
     assert torch.equal(p1, p2)                                # consistent across views
     changed = (p1 != gt) & (gt >= 0)
@@ -110,8 +110,25 @@ def test_segmenter_error_modes(room):
     for c in torch.unique(gt[changed]).tolist():
         got = {SCANNET20.class_names[x] for x in torch.unique(p1[changed & (gt == c)]).tolist()}
         assert got <= set(CONFUSABLE[SCANNET20.class_names[c]])
-    none = SimulatedSegmenter(SCANNET20, SegmenterNoise(**{**CLEAN.to_dict(), "uncovered": 1.0})).predict_labels(view)
+    none = SimulatedMaskModel(SCANNET20, MaskModelNoise(**{**CLEAN.to_dict(), "uncovered": 1.0})).predict_labels(view)
     assert bool((none == -1).all())
-    coarse = SimulatedSegmenter(SCANNET20, SegmenterNoise(**{**CLEAN.to_dict(), "mask_stride": 4})).predict_labels(view)
+    coarse = SimulatedMaskModel(SCANNET20, MaskModelNoise(**{**CLEAN.to_dict(), "mask_stride": 4})).predict_labels(view)
     wrong = (coarse != gt) & (gt >= 0)
     assert 0 < float(wrong.float().mean()) < 0.1              # only near edges
+
+
+def test_the_camera_rig_builds_one_kd_tree(monkeypatch):
+    import geopurify.sim.views as views
+
+    built = []
+    real = views.cKDTree
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(views, "cKDTree", counting)
+    room = make_room(seed=2, density=80)
+    poses = room_cameras(room, 12, seed=1, clearance=0.5)
+    assert len(poses) == 12 and len(built) == 1
+    dist, _ = real(room.coords.numpy()).query(np.array([p[:3, 3] for p in poses]))
+    assert (dist >= 0.5).mean() > 0.9                      # the clearance rule still holds

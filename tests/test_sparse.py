@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from geopurify.sparse import SparseConv3d, build_kernel_map, build_pyramid, pool, sparse_conv, unpool
+from geopurify.student.sparse import SparseConv3d, build_kernel_map, build_pyramid, pool, sparse_conv, unpool
 
 
 def random_voxels(n=120, extent=7, seed=0):

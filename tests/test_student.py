@@ -6,7 +6,6 @@ import torch
 from geopurify import InputError
 from geopurify.geometry import voxelize
 from geopurify.sim import make_room
-from geopurify.sparse import build_pyramid
 from geopurify.student import (
     PRESETS,
     build_student,
@@ -15,6 +14,7 @@ from geopurify.student import (
     student_config,
     student_inputs,
 )
+from geopurify.student.sparse import build_pyramid
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from geopurify import InputError
-from geopurify.distill import PairConfig
 from geopurify.geometry import voxelize
 from geopurify.io.ply import write_ply
 from geopurify.lifting import LiftedFeatures
-from geopurify.selection import label_histograms, lifted_histograms, select_scenes
 from geopurify.sim import make_room, noisy_class_features
-from geopurify.student import load_student, student_config
+from geopurify.student import DistillScene, TrainConfig, load_student, student_config, train_student
+from geopurify.student.data import pair_features
+from geopurify.student.distill import PairConfig
+from geopurify.student.scene_selection import label_histograms, lifted_histograms, select_scenes
 from geopurify.teachers import get_teacher, teacher_features
-from geopurify.train import DistillScene, TrainConfig, pair_features, train_student
 
 SMALL = TrainConfig(epochs=3, warmup_epochs=1, lr=1e-3, pairs=PairConfig(anchors=512))
 
@@ -80,7 +80,7 @@ def test_a_finished_run_resumes_to_nothing_and_other_configs_are_refused(items, 
         train_student(items[:1], tmp_path, tiny(), SMALL, progress=False)
     # a checkpoint written before a config field existed resumes (the field takes its default) ...
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    del ckpt["student"]["config"]["geometric_dim"], ckpt["train_config"]["save_every"]
+    del ckpt["student"]["config"]["kernel_size"], ckpt["train_config"]["save_every"]
     torch.save(ckpt, tmp_path / "last.pt")
     assert train_student(items, tmp_path, tiny(), SMALL, progress=False).history == first.history
     # ... one with a field this version does not know is refused with a clear error

@@ -53,3 +53,33 @@ def test_html_viewer_renders_in_headless_chromium(room, tmp_path):
     assert drawn.mean() > 0.05                            # the points were drawn
     palette_hits = sum(((img == c).all(-1)).sum() for c in np.unique(layers["labels"], axis=0))
     assert palette_hits > 2000                            # in the label layer's colours
+
+
+PAYLOADS = ['x";document.documentElement.setAttribute("data-pwned","yes");"',
+            '</title><script>document.documentElement.setAttribute("data-pwned","yes")</script>',
+            "</script><script>document.documentElement.setAttribute('data-pwned','yes')</script>"]
+
+
+def test_viewer_escapes_the_title_and_layer_names(room, tmp_path):
+    cols = label_colors(room.labels, 20)
+    for i, bad in enumerate(PAYLOADS):
+        write_html_viewer(tmp_path / f"{i}.html", room.coords, {bad: cols}, title=bad)
+        text = (tmp_path / f"{i}.html").read_text()
+        assert "<script>document" not in text and "</title><script>" not in text
+        assert text.count("</script>") == 1                # only the viewer's own script ends
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (CI installs it: apt-get install chromium)")
+def test_a_hostile_scan_name_stays_text_in_the_browser(room, tmp_path):
+    cols = label_colors(room.labels, 20)
+    for i, bad in enumerate(PAYLOADS):
+        html = tmp_path / f"{i}.html"
+        write_html_viewer(html, room.coords, {"labels": cols, bad: cols}, title=f"demo: {bad}")
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
+                              "--dump-dom", html.as_uri()], check=True, capture_output=True, text=True, timeout=120).stdout
+        html_tag = dom.split("<html", 1)[1].split(">", 1)[0]
+        assert "data-pwned" not in html_tag              # the payload never ran ...
+        assert 'setAttribute("data-pwned"' in dom or "setAttribute('data-pwned'" in dom   # ... it is text
+        assert "<canvas" in dom and 'id="btns"' in dom       # the viewer itself did
+        buttons = dom.split('id="btns"')[1].split("</span>")[0]
+        assert buttons.count("<button") == 2             # the hostile layer name is a button label, as text

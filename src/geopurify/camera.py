@@ -85,17 +85,21 @@ def scale_intrinsics(K: np.ndarray | torch.Tensor, from_size: tuple[int, int],
     return out
 
 
-def world_to_camera(points: torch.Tensor, cam_to_world: torch.Tensor) -> torch.Tensor:
+def world_to_camera(points: torch.Tensor, cam_to_world: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Transform world points into the camera frame.
 
     Args:
         points: ``(N, 3)`` float tensor, world coordinates in metres.
         cam_to_world: ``(4, 4)`` rigid transform (see module docstring).
     Returns:
-        ``(N, 3)`` camera coordinates :math:`R^\\top (x_w - t)` in the dtype of ``points``.
+        ``(N, 3)`` camera coordinates :math:`R^\\top (x_w - t)` in the dtype of ``points``: float32 points
+        in one fused float32 product ``R^T x_w - R^T t`` (errors about 1e-6 m; the result is a view of a
+        ``(3, N)`` buffer, so that each coordinate is contiguous), others in float64.
     """
     T = torch.as_tensor(cam_to_world, dtype=torch.float64, device=points.device)
     R, t = T[:3, :3], T[:3, 3]
+    if points.dtype == torch.float32:
+        return torch.addmm((-(t @ R)).to(torch.float32)[:, None], R.T.to(torch.float32), points.T).T
     return ((points.to(torch.float64) - t) @ R).to(points.dtype)
 
 
@@ -106,23 +110,22 @@ def camera_to_world(points_cam: torch.Tensor, cam_to_world: torch.Tensor) -> tor
 
 
 def project(points_cam: torch.Tensor, K: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Pinhole projection of camera-frame points.
+    """Pinhole projection of camera-frame points: ``u = fx x / z + cx``, ``v = fy y / z + cy``.
 
     Args:
         points_cam: ``(N, 3)`` camera coordinates (z forward, metres).
         K: ``(3, 3)`` intrinsics.
     Returns:
-        ``(N, 2)`` float pixel coordinates ``(u, v)`` = (column, row). Points with ``z <= 0`` get
-        ``inf``; callers decide visibility.
+        ``(N, 2)`` float pixel coordinates ``(u, v)`` = (column, row) in the dtype of ``points_cam`` (a
+        view of a ``(2, N)`` buffer). Points with ``z <= 0`` get ``inf``; callers decide visibility.
     """
     K = torch.as_tensor(np.asarray(K)[:3, :3] if not isinstance(K, torch.Tensor) else K[:3, :3],
                         dtype=points_cam.dtype, device=points_cam.device)
-    z = points_cam[:, 2]
-    safe_z = torch.where(z > 0, z, torch.ones_like(z))
-    u = K[0, 0] * points_cam[:, 0] / safe_z + K[0, 2]
-    v = K[1, 1] * points_cam[:, 1] / safe_z + K[1, 2]
-    uv = torch.stack([u, v], dim=1)
-    return torch.where((z > 0)[:, None], uv, torch.full_like(uv, float("inf")))
+    x, y, z = points_cam.unbind(1)
+    uv = torch.empty(2, len(z), dtype=points_cam.dtype, device=points_cam.device)
+    torch.mul(K[0, 0], x, out=uv[0]).div_(z).add_(K[0, 2])
+    torch.mul(K[1, 1], y, out=uv[1]).div_(z).add_(K[1, 2])
+    return uv.masked_fill_(~(z > 0), float("inf")).T
 
 
 def backproject_depth(depth: torch.Tensor, K: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,3 +37,15 @@ class InputError(GeopurifyError, ValueError):
 
 class MissingDependencyError(GeopurifyError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class UnknownNameError(GeopurifyError, KeyError):
+    """A name that no registry (encoders, teachers, layouts, label sets, ...) knows; the message lists
+    the names there are."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(GeopurifyError):
+    """A third-party plugin (entry point) failed to load."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, UnknownNameError
 
 IGNORE_INDEX = -1
 
@@ -128,7 +128,7 @@ class LabelSet:
         try:
             return self.class_names.index(class_name)
         except ValueError:
-            raise KeyError(f"{class_name!r} is not a class of {self.name}: {', '.join(self.class_names)}") \
+            raise UnknownNameError(f"{class_name!r} is not a class of {self.name}: {', '.join(self.class_names)}") \
                 from None
 
     @property
@@ -202,7 +202,7 @@ def get_label_set(name: str | LabelSet) -> LabelSet:
     try:
         return LABEL_SETS[name]
     except KeyError:
-        raise KeyError(f"unknown label set {name!r}; available: {', '.join(LABEL_SETS)}") from None
+        raise UnknownNameError(f"unknown label set {name!r}; available: {', '.join(LABEL_SETS)}") from None
 
 
 def resolve_vocabulary(spec: str) -> list[str]:
@@ -221,20 +221,3 @@ def resolve_vocabulary(spec: str) -> list[str]:
     if not names:
         raise InputError(f"empty vocabulary {spec!r}")
     return names
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """A fixed, distinct colour per class: ``(num_classes, 3) uint8``; ignored points use grey."""
-    # Golden-ratio hue walk in HSV, two alternating brightness levels: deterministic and distinct.
-    h = (np.arange(num_classes) * 0.618033988749895) % 1.0
-    s = np.where(np.arange(num_classes) % 2 == 0, 0.75, 0.55)
-    v = np.where(np.arange(num_classes) % 3 == 0, 0.95, 0.80)
-    i = np.floor(h * 6).astype(int) % 6
-    f = h * 6 - np.floor(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    rgb = np.select([i[:, None] == k for k in range(6)],
-                    [np.stack(c, 1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
-    return np.round(rgb * 255).astype(np.uint8)
-
-
-IGNORE_COLOR = np.array([128, 128, 128], dtype=np.uint8)

@@ -46,7 +46,7 @@ def render_depth(points: torch.Tensor, cam_to_world: np.ndarray | torch.Tensor, 
             zeros where empty), or None.
     """
     W, H = size
-    cam = world_to_camera(points.to(torch.float32), torch.as_tensor(np.asarray(cam_to_world)))
+    cam = world_to_camera(points.to(torch.float64), torch.as_tensor(np.asarray(cam_to_world))).to(torch.float32)
     uv = project(cam, K)
     z = cam[:, 2]
     front = torch.isfinite(uv).all(1) & (z > 0)

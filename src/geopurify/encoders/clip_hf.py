@@ -20,10 +20,12 @@ from pathlib import Path
 import torch
 
 from .._optional import require
-from ..features import DenseFeatures
-from ..frames import Frame
-from . import DEFAULT_TEMPLATE
+from ..io.frames import Frame
+from .base import TextEncoder
+from .maps import DenseFeatures
 
+DEFAULT_TEMPLATE = "a {} in a scene"
+"""The prompt of the official code (and of OpenScene) for class names."""
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -31,21 +33,28 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class ClipHFEncoder:
     """A CLIP model from a local folder (or a hub id where the network allows).
 
+    It is both an :class:`~geopurify.encoders.ImageEncoder` and the
+    :class:`~geopurify.encoders.TextEncoder` of its own features (``text_encoder`` is itself).
+
     Args:
-        model: folder with ``config.json``, weights and a tokenizer (``save_pretrained`` output).
+        source: folder with ``config.json``, weights and a tokenizer (``save_pretrained`` output), or a
+            hub id where the network allows.
         device: torch device.
         short_side: input resolution of the image's short side in pixels (default: the model's
             training resolution); the long side keeps the aspect ratio, both rounded to the patch size.
         template: prompt template for class names, default ``"a {} in a scene"``.
+        text_encoder: another text encoder to embed vocabularies with (default: this model's text tower).
     """
 
     name = "clip-hf"
 
-    def __init__(self, model: str | os.PathLike[str], device: str = "cpu", short_side: int | None = None,
-                 template: str = DEFAULT_TEMPLATE) -> None:
+    def __init__(self, source: str | os.PathLike[str], device: str = "cpu", short_side: int | None = None,
+                 template: str = DEFAULT_TEMPLATE, text_encoder: TextEncoder | None = None) -> None:
         transformers = require("transformers", "clip", feature="the clip-hf encoder")
+        model = source
         self.model = transformers.CLIPModel.from_pretrained(str(model)).eval().requires_grad_(False).to(device)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model))
+        self.source = str(source)
         self.device = device
         vcfg = self.model.config.vision_config
         self.patch = int(vcfg.patch_size)
@@ -58,6 +67,7 @@ class ClipHFEncoder:
             self.mean, self.std = tuple(cfg.get("image_mean", self.mean)), tuple(cfg.get("image_std", self.std))
         self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.dim = int(self.model.config.projection_dim)
+        self.text_encoder: TextEncoder = text_encoder if text_encoder is not None else self
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
@@ -97,9 +107,5 @@ class ClipHFEncoder:
         out = self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok.get("attention_mask"))
         emb = out if isinstance(out, torch.Tensor) else out.pooler_output
         return torch.nn.functional.normalize(emb.float().cpu(), dim=1)
-
-    def encode_classes(self, class_names: list[str]) -> torch.Tensor:
-        """Text embeddings of ``template.format(name)`` for each class."""
-        return self.encode_text([self.template.format(c) for c in class_names])
 
 

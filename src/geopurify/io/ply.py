@@ -11,7 +11,6 @@ from plyfile import PlyData, PlyElement, PlyParseError
 
 from .._fileio import atomic_path
 from ..errors import InputError
-from ..labels import IGNORE_COLOR, palette
 
 
 @dataclass(frozen=True)
@@ -143,20 +142,3 @@ def write_ply(path: str | os.PathLike[str], xyz: np.ndarray, *, rgb: np.ndarray 
         elements.append(PlyElement.describe(face_data, "face"))
     with atomic_path(path) as tmp:
         PlyData(elements, text=not binary).write(str(tmp))
-
-
-def write_label_ply(path: str | os.PathLike[str], xyz: np.ndarray, labels: np.ndarray,
-                    num_classes: int, ignore_index: int = -1) -> None:
-    """Write per-point predictions: a ``label`` property and a palette colour per class.
-
-    Points labelled ``ignore_index`` are grey. Read back with :func:`read_ply`
-    (``properties["label"]``).
-    """
-    labels = np.asarray(labels).astype(np.int64)
-    if labels.shape != (len(xyz),):
-        raise ValueError(f"labels have shape {labels.shape}, expected ({len(xyz)},)")
-    bad = (labels >= num_classes) | ((labels < 0) & (labels != ignore_index))
-    if bad.any():
-        raise ValueError(f"{int(bad.sum())} labels are outside 0..{num_classes - 1} and not {ignore_index}")
-    colors = np.where((labels == ignore_index)[:, None], IGNORE_COLOR, palette(num_classes)[labels.clip(0)])
-    write_ply(path, xyz, rgb=colors.astype(np.uint8), scalars={"label": labels.astype(np.int32)})

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..io.scene import Scene
 from ..labels import SCANNET20
-from ..scene import Scene
 
 # base sRGB colour per class, [0, 1]
 _COLORS = {

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from ..camera import look_at
-from ..frames import Frame, Frames
-from ..geometry import knn
+from ..io.frames import Frame, Frames
+from ..io.scene import Scene
 from ..render import fill_holes, point_spacing, render_depth
-from ..scene import Scene
 
 SCANNET_K_320 = np.array([[289.0, 0.0, 159.5], [0.0, 289.0, 119.5], [0.0, 0.0, 1.0]])
 
@@ -47,6 +47,7 @@ def room_cameras(scene: Scene, num_views: int = 40, *, seed: int = 0, height: tu
     floor = float(np.percentile(xyz[:, 2], 1))
     lo, hi = np.percentile(xyz[:, :2], 3, axis=0), np.percentile(xyz[:, :2], 97, axis=0)
     centre, half = (lo + hi) / 2, (hi - lo) / 2
+    tree = cKDTree(xyz)                                   # one tree for every placement attempt
     poses = []
     for i in range(num_views):
         yaw = 2 * math.pi * (i + rng.uniform(-0.3, 0.3)) / num_views
@@ -56,8 +57,8 @@ def room_cameras(scene: Scene, num_views: int = 40, *, seed: int = 0, height: tu
             back = rng.uniform(0.15, 0.6) * (1 - attempt / 30)
             xy = centre - d * half * back + rng.normal(0, 0.1, 2) * half
             eye = np.array([*xy, floor + rng.uniform(*height)])
-            dist, _ = knn(torch.from_numpy(eye[None]).float(), scene.coords, 1)
-            if float(dist[0, 0]) >= clearance or attempt == 29:
+            dist, _ = tree.query(eye.astype(np.float32).astype(np.float64))
+            if float(np.float32(dist)) >= clearance or attempt == 29:
                 pitch = math.radians(rng.uniform(*pitch_deg))
                 fwd = np.array([math.cos(pitch) * d[0], math.cos(pitch) * d[1], math.sin(pitch)])
                 pose = look_at(eye, eye + fwd)
@@ -78,8 +79,7 @@ def render_views(scene: Scene, poses: list[np.ndarray], *, K: np.ndarray = SCANN
     views = []
     for i, pose in enumerate(poses):
         depth, img = render_depth(scene.coords, pose, K, size, spacing, max_radius, values=vals)
-        assert img is not None
-        depth, img = fill_holes(depth, img)
+        depth, img = fill_holes(depth, img)  # type: ignore[arg-type]  # values given: an image is rendered
         rgb = (img[..., :3].clamp(0, 1) * 255).round().to(torch.uint8)
         frame = Frame(f"{name}{i:03d}", rgb, K, pose, depth)
         views.append(RenderedView(frame, img[..., 3].round().long() - 1, img[..., 4].round().long() - 1))

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from .._fileio import atomic_path
-from .._plugins import build_plugin
+from .._plugins import Registry
 from .._validate import all_finite
 from ..errors import InputError
-from ..scene import Scene
+from ..io.scene import Scene
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,20 @@ def _precomputed(**kw: Any) -> Teacher:
     return PrecomputedTeacher(**kw)
 
 
-TEACHERS: dict[str, Callable[..., Teacher]] = {"geometric": _geometric, "precomputed": _precomputed}
+TEACHERS: Registry[Callable[..., Teacher]] = Registry("teacher", "geopurify.teachers",
+                                                    {"geometric": _geometric, "precomputed": _precomputed})
 
 
 def get_teacher(name: str, **options: Any) -> Teacher:
     """Build a teacher by registry name (built-ins, then the ``geopurify.teachers`` entry points)."""
-    return build_plugin("teacher", "geopurify.teachers", TEACHERS, name, **options)
+    return TEACHERS.build(name, **options)
 
 
 def _cache_key(scene: Scene, teacher: Teacher) -> str:
     h = hashlib.sha1()
     h.update(json.dumps({"teacher": teacher.name, "settings": teacher.settings}, sort_keys=True).encode())
-    h.update(scene.coords.numpy().tobytes())
-    h.update(scene.colors.numpy().tobytes())
-    h.update(scene.normals.numpy().tobytes())
+    for t in (scene.coords, scene.colors, scene.normals):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

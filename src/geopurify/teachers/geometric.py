@@ -32,7 +32,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..geometry import knn, voxelize
-from ..scene import Scene
+from ..io.scene import Scene
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch
 
 from .._fileio import find_in_folder
 from ..errors import InputError
-from ..scene import Scene
+from ..io.scene import Scene
 
 
 class PrecomputedTeacher:

@@ -1,0 +1,106 @@
+"""Scan readers: one function per on-disk layout, and :func:`load_scan` that detects the layout.
+
+=========================  ===================================================================
+layout                     what ``path`` points at
+=========================  ===================================================================
+``scannet50k``             ``<dir>/<scene>`` or ``<dir>/<scene>_vert.npy`` (+ sem/ins labels)
+``scannet-frames-json``    a folder with ``vert.npy``, ``frames.json`` and ``frames/*.jpg``
+``scannet``                a ScanNet v2 scene folder (``_vh_clean_2.ply`` [+ SensReader export])
+``7scenes``                a 7-Scenes sequence folder (``frame-*.color/.depth/.pose``)
+``pointcept``              a Pointcept scene folder (``coord.npy``, ``color.npy``, ...)
+``pth``                    an OpenScene/GeoPurify ``.pth`` tuple
+``ply``                    any ``.ply`` point cloud or mesh (optionally ``frames=<folder>``)
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...errors import InputError, UnknownNameError
+from ._common import Scan
+from .generic import read_frames_folder, read_ply_scene
+from .preprocessed import is_pointcept, read_pointcept, read_pth
+from .scannet import (
+    list_scannet50k,
+    read_scannet50k,
+    read_scannet_export_frames,
+    read_scannet_frames_json,
+    read_scannet_release,
+    scannet50k_paths,
+)
+from .sevenscenes import fuse_depth_frames, is_sevenscenes, read_sevenscenes, read_sevenscenes_frames
+
+LAYOUTS: dict[str, Callable[..., Scan]] = {
+    "scannet50k": read_scannet50k,
+    "scannet-frames-json": read_scannet_frames_json,
+    "scannet": read_scannet_release,
+    "7scenes": read_sevenscenes,
+    "pointcept": read_pointcept,
+    "pth": read_pth,
+    "ply": read_ply_scene,
+}
+
+
+def detect_layout(path: str | os.PathLike[str]) -> str:
+    """Name of the layout at ``path`` (a key of :data:`LAYOUTS`).
+
+    Raises:
+        InputError: nothing recognisable is there.
+    """
+    p = Path(path)
+    if scannet50k_paths(p) is not None:
+        return "scannet50k"
+    if p.is_dir():
+        if (p / "frames.json").is_file() and (p / "vert.npy").is_file():
+            return "scannet-frames-json"
+        if any(p.glob("*_vh_clean_2.ply")):
+            return "scannet"
+        if is_pointcept(p):
+            return "pointcept"
+        if is_sevenscenes(p):
+            return "7scenes"
+        raise InputError("folder is not a known scan layout (" + ", ".join(LAYOUTS) + ")", p)
+    if p.is_file():
+        if p.suffix == ".pth":
+            return "pth"
+        if p.suffix.lower() == ".ply":
+            return "ply"
+        raise InputError(f"unknown scan file type {p.suffix!r}: expected .ply, .pth or <scene>_vert.npy", p)
+    raise InputError("no such file or folder", p)
+
+
+def load_scan(path: str | os.PathLike[str], *, layout: str | None = None, **options: Any) -> Scan:
+    """Read a scan from any supported layout.
+
+    Args:
+        path: file or folder (see the table above).
+        layout: force a layout instead of detecting it.
+        **options: passed to the layout's reader (e.g. ``label_set``, ``frame_step``, ``frames``).
+    Raises:
+        InputError: naming the file that is missing, unreadable or invalid.
+        UnknownNameError: an unknown layout.
+    """
+    name = layout or detect_layout(path)
+    if name not in LAYOUTS:
+        raise UnknownNameError(f"unknown layout {name!r}; available: {', '.join(LAYOUTS)}")
+    reader = LAYOUTS[name]
+    accepted = inspect.signature(reader).parameters
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown:
+        takes = [k for k, v in accepted.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        raise InputError(f"the {name} layout does not take {', '.join(unknown)} (it takes: "
+                         f"{', '.join(takes) or 'no options'})", path)
+    return reader(path, **options)
+
+
+__all__ = [
+    "LAYOUTS", "Scan", "detect_layout", "load_scan", "list_scannet50k", "read_scannet50k",
+    "read_scannet_frames_json", "read_scannet_release", "read_scannet_export_frames", "read_sevenscenes",
+    "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
+    "read_frames_folder",
+]

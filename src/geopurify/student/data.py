@@ -1,0 +1,108 @@
+"""Training data for the student: scenes with lifted and teacher features, and where they come from."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..io.layouts import load_scan
+from ..io.scene import Scene
+from ..lifting.lifted import FeatureSource, LiftedFeatures
+from ..teachers import teacher_features
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class DistillScene:
+    """One training scene: geometry, lifted semantics ``(N, D)``, teacher features ``(N, Dt)`` and,
+    when known, what the lifted features were made with (recorded in the student's checkpoint)."""
+
+    scene: Scene
+    semantic: torch.Tensor
+    teacher: torch.Tensor
+    source: FeatureSource | None = None
+
+    def __post_init__(self) -> None:
+        n = self.scene.num_points
+        for name in ("semantic", "teacher"):
+            t = getattr(self, name)
+            if t.dim() != 2 or t.shape[0] != n:
+                raise InputError(f"{name} features of scene {self.scene.name!r} have shape {tuple(t.shape)}, "
+                                 f"expected ({n}, D)")
+
+    @property
+    def name(self) -> str:
+        return self.scene.name
+
+
+def pair_features(item: DistillScene, semantic_weight: float = 0.0) -> torch.Tensor:
+    """The features whose similarities choose the pairs: the unit teacher features, optionally
+    concatenated with ``semantic_weight`` times the unit lifted features (label-free; off by default,
+    as upstream, whose pairs come from the teacher alone)."""
+    t = torch.nn.functional.normalize(item.teacher.float(), dim=1)
+    if semantic_weight <= 0:
+        return t
+    s = torch.nn.functional.normalize(item.semantic.float(), dim=1)
+    return torch.nn.functional.normalize(torch.cat([t, semantic_weight * s], 1), dim=1)
+
+
+def common_source(scenes: Sequence[DistillScene]) -> FeatureSource:
+    """The feature source shared by the training scenes (what the student's checkpoint records): the
+    vocabulary only when every scene has the same one; ``unknown`` parts where a scene does not say.
+
+    Raises:
+        InputError: scenes lifted with different encoders.
+    """
+    dim = int(scenes[0].semantic.shape[1])
+    known = [s.source for s in scenes if s.source is not None]
+    encoders = {s.encoder for s in known if s.known_encoder}
+    if len(encoders) > 1:
+        raise InputError(f"training scenes were lifted with different encoders ({', '.join(sorted(encoders))}): "
+                         "train on features of one encoder")
+    if len(known) < len(scenes) or not known:
+        return FeatureSource(encoders.pop() if encoders else "unknown", dim)
+    def same(attr: str) -> Any:
+        values = {getattr(s, attr) for s in known}
+        return values.pop() if len(values) == 1 else None
+    return FeatureSource(encoders.pop() if encoders else "unknown", dim, same("text_encoder"), same("vocabulary"),
+                         same("fusion"))
+
+
+def lifted_path(features_dir: str | os.PathLike[str], scene_name: str) -> Path:
+    """Where the lifted features of a scene live: ``<features_dir>/<scene name>.npz``."""
+    return Path(features_dir) / f"{scene_name}.npz"
+
+
+def prepare_scene(path: str | os.PathLike[str], features_dir: str | os.PathLike[str], teacher: Any,
+                  cache_dir: str | os.PathLike[str] | None = None, *, layout: str | None = None,
+                  lift: Callable[[Any], Any] | None = None, **load_options: Any) -> DistillScene:
+    """Load a scan, its lifted features and its (cached) teacher features.
+
+    The lifted features come from ``<features_dir>/<scene>.npz``; when that file is missing and ``lift``
+    (``scan -> LiftedFeatures``) is given, they are lifted now and saved there for the next run.
+
+    Raises:
+        InputError: unreadable scan, or no lifted features and no way to make them.
+    """
+
+    scan = load_scan(path, layout=layout, **load_options)
+    scene = scan.scene
+    fpath = lifted_path(features_dir, scene.name)
+    if fpath.is_file():
+        lifted = LiftedFeatures.load(fpath, num_points=scene.num_points)
+    elif lift is not None:
+        log.info("lifting features for %s (no %s yet)", scene.name, fpath)
+        lifted = lift(scan)
+        lifted.save(fpath)
+    else:
+        raise InputError(f"no lifted features for scene {scene.name!r} (run `geopurify lift` first, "
+                         "or pass an encoder)", fpath)
+    return DistillScene(scene, lifted.features, teacher_features(scene, teacher, cache_dir), lifted.source)

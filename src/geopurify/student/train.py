@@ -1,0 +1,326 @@
+"""Training the student by contrastive distillation: a plain, resumable, deterministic loop.
+
+One iteration = one scene: augment (training only), voxelise at 2 cm, build the student input on the
+**whole** voxel grid, embed every voxel, sample pairs from the teacher (:mod:`geopurify.distill`) and
+take one AdamW step on their InfoNCE loss. The student sees the whole scene as context, as at
+inference; the official code feeds it only the sampled voxels, so its training and test inputs differ.
+
+Optimiser as upstream: AdamW (weight decay 1e-5) with three groups, learning rates ``lr * 0.1`` (stem),
+``lr`` (blocks), ``lr * 5`` (head) for ``lr = 1e-4``; per-iteration schedule: linear warm-up over
+``warmup_epochs`` then cosine decay to ``lr * 1e-3``.
+
+Every epoch (every ``save_every`` epochs and after the last: with few scenes on a GPU an epoch takes
+a fraction of a second, and an upstream-size checkpoint with its optimiser state is ~0.8 GB) the loop
+validates and writes ``RUN_DIR/last.pt`` atomically (student config and weights, optimiser and
+scheduler state, history: one record per such period); ``best.pt`` keeps the period with the lowest
+validation loss, a label-free criterion: the InfoNCE loss on validation scenes (the training scenes
+when none are given) with fixed pairs and no augmentation. All randomness derives from
+``(seed, epoch, scene)``, so a run interrupted and resumed from ``last.pt`` ends with the same weights
+as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..geometry import voxelize
+from .checkpoint import read_checkpoint, save_training_checkpoint
+from .data import DistillScene, common_source, pair_features
+from .distill import PairConfig, Pairs, PairTable, augment, info_nce
+from .network import StudentAffinityNet, StudentConfig, build_student, student_inputs
+from .sparse import SparsePyramid
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (module docstring); the checkpoint records them.
+
+    Attributes:
+        epochs: passes over the training scenes (one iteration per scene).
+        warmup_epochs: linear learning-rate warm-up.
+        lr: learning rate of the residual blocks (stem x stem_lr_scale, head x head_lr_scale).
+        stem_lr_scale: learning-rate factor of the input layer.
+        head_lr_scale: learning-rate factor of the output layer.
+        weight_decay: AdamW weight decay.
+        min_lr_ratio: the cosine schedule ends at lr x this.
+        augment: random rotation and scaling of the training scenes.
+        voxel_size: voxel edge in metres; the student runs on this grid at inference too.
+        seed: all randomness derives from it.
+        pairs: how pairs are drawn.
+        semantic_weight: also choose pairs by the lifted features, with this weight (0: teacher only).
+        save_every: validate and checkpoint every this many epochs and after the last.
+    """
+
+    epochs: int = 100
+    warmup_epochs: int = 2
+    lr: float = 1e-4
+    stem_lr_scale: float = 0.1
+    head_lr_scale: float = 5.0
+    weight_decay: float = 1e-5
+    min_lr_ratio: float = 1e-3
+    augment: bool = True
+    voxel_size: float = 0.02
+    seed: int = 5557
+    pairs: PairConfig = field(default_factory=PairConfig)
+    semantic_weight: float = 0.0
+    save_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0 \
+                or self.save_every < 1:
+            raise ValueError(f"invalid training config {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return cls(**{**d, "pairs": PairConfig(**d["pairs"])})
+
+
+@dataclass
+class TrainResult:
+    """The trained student (the last epoch's weights, eval mode), one history record per checkpointed
+    period, the best period's epoch, the run folder and the names of the training scenes."""
+
+    student: StudentAffinityNet
+    history: list[dict[str, float]]
+    best_epoch: int
+    run_dir: Path
+    scenes: list[str] = field(default_factory=list)
+
+
+def _seed(*parts: int) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+class SceneSampler:
+    """A training scene's canonical voxel grid and its memoised :class:`~geopurify.distill.PairTable`."""
+
+    def __init__(self, item: DistillScene, config: TrainConfig, device: torch.device) -> None:
+        self.item, self.config, self.device = item, config, device
+        self.grid = voxelize(item.scene.coords, config.voxel_size)
+        n = item.scene.num_points
+        self.rep = torch.full((self.grid.num_voxels,), n, dtype=torch.int64)       # one member point per voxel
+        self.rep.scatter_reduce_(0, self.grid.inverse, torch.arange(n), reduce="amin")
+        teacher = self.grid.to_voxels(pair_features(item, config.semantic_weight)).to(device)
+        self.table = PairTable(teacher, self.grid.centers.to(device), config.pairs)
+        # the student input is built where the student runs: (N, D) features move once, not every iteration
+        self.semantic, self.colors = item.semantic.to(device), item.scene.colors.to(device)
+
+    def batch(self, student: StudentAffinityNet,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, SparsePyramid, Pairs]:
+        """Student input, its :class:`~geopurify.sparse.SparsePyramid` and pairs; augmented when
+        ``generator`` is given and enabled.
+        Without a generator the pairs are a fixed draw (for validation)."""
+        sc, grid = self.item.scene, self.grid
+        coords, normals = sc.coords, sc.normals
+        fixed = generator is None
+        if fixed:
+            generator = torch.Generator().manual_seed(_seed(self.config.seed, 7))
+        pairs = self.table.sample(generator)
+        if self.config.augment and not fixed:
+            coords, normals = augment(coords, normals, generator)
+            grid = voxelize(coords, self.config.voxel_size)
+            to_new = grid.inverse[self.rep]                                         # canonical -> augmented voxel
+            neg = to_new[pairs.negatives]
+            a = to_new[pairs.anchors]
+            pairs = Pairs(a, to_new[pairs.positives], neg, pairs.valid & (neg != a[:, None]))
+        x = student_inputs(grid, self.semantic, self.colors, normals.to(self.device))
+        pyramid = student.pyramid(grid.coords.to(self.device))
+        return x, pyramid, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
+                                                              pairs.valid)))
+
+
+@torch.no_grad()
+def validation_loss(student: StudentAffinityNet, samplers: Sequence[SceneSampler]) -> float:
+    """Label-free criterion: mean InfoNCE over scenes with fixed pairs, no augmentation, eval mode."""
+    was = student.training
+    student.eval()
+    losses = []
+    try:
+        for smp in samplers:
+            x, pyramid, pairs = smp.batch(student, None)
+            losses.append(float(info_nce(student(x, pyramid), pairs, smp.config.pairs.temperature)))
+    finally:
+        student.train(was)
+    return sum(losses) / max(1, len(losses))
+
+
+def _lr_lambda(config: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
+    warm = config.warmup_epochs * iters_per_epoch
+    total = config.epochs * iters_per_epoch
+
+    def f(step: int) -> float:
+        if step < warm:
+            return max(1e-6, (step + 1) / warm)
+        t = (step - warm) / max(1, total - warm)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def _optimizer(student: StudentAffinityNet, config: TrainConfig) -> torch.optim.Optimizer:
+    g = student.param_groups()
+    return torch.optim.AdamW([
+        {"params": g["stem"], "lr": config.lr * config.stem_lr_scale},
+        {"params": g["blocks"], "lr": config.lr},
+        {"params": g["head"], "lr": config.lr * config.head_lr_scale},
+    ], weight_decay=config.weight_decay)
+
+
+@dataclass
+class _State:
+    """Where a run stands: history, best record, first epoch to run."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=lambda: {"epoch": -1, "val_loss": math.inf})
+    start: int = 0
+
+
+def _resume(last: Path, student: StudentAffinityNet, opt: torch.optim.Optimizer, sched: Any, config: TrainConfig,
+            names: list[str]) -> _State | None:
+    """Restore a run from ``last.pt`` written by the same configuration and scenes (None: nothing to resume).
+
+    A checkpoint written before a field existed compares with that field's default; ``save_every``
+    does not change the weights, so a run may resume with another one.
+    """
+    if not last.is_file():
+        return None
+    try:
+        ckpt = read_checkpoint(last)
+    except InputError as exc:
+        raise InputError(f"cannot read checkpoint to resume from ({exc.problem}); use another run folder or "
+                         "resume=False", last) from None
+    try:
+        old_config = TrainConfig.from_dict(ckpt.training["train_config"])
+        old_student = ckpt.config()
+    except (TypeError, KeyError, ValueError) as exc:
+        raise InputError(f"has a configuration this geopurify cannot read ({type(exc).__name__}: {exc}); "
+                         "use another run folder or resume=False", last) from None
+    same = replace(old_config, save_every=config.save_every) == config and old_student == student.config
+    if not same or ckpt.training.get("scenes") != names or "optimizer" not in ckpt.training:
+        raise InputError("was written by a run with another configuration or scene list; "
+                         "use another run folder or resume=False", last)
+    student.load_state_dict(ckpt.student["state_dict"])
+    opt.load_state_dict(ckpt.training["optimizer"])
+    sched.load_state_dict(ckpt.training["scheduler"])
+    t = ckpt.training
+    return _State(t["history"], t["best"], int(t["epoch"]) + 1)
+
+
+class _RunLog:
+    """``train.log`` in the run folder gets the run's INFO records, whatever the console's level."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.file_log = logging.getLogger("geopurify.runlog")
+        self.file_log.propagate = False
+        self.file_log.setLevel(logging.INFO)
+
+    def __enter__(self) -> _RunLog:
+        self.file_log.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file_log.removeHandler(self.handler)
+        self.handler.close()
+
+    def note(self, msg: str, *args: Any) -> None:
+        log.info(msg, *args)
+        self.file_log.info(msg, *args)
+
+
+def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str], student_config: StudentConfig,
+                  config: TrainConfig = TrainConfig(), *, val_scenes: Sequence[DistillScene] | None = None,
+                  device: str | torch.device = "cpu", resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train a student on ``scenes`` (module docstring); checkpoints go to ``run_dir``.
+
+    The student records ``config.voxel_size`` and the scenes' feature source (:func:`common_source`), so
+    inference runs it as it was trained. With ``resume`` and an existing ``run_dir/last.pt`` from the same
+    configuration and scenes, training continues after its last completed epoch.
+
+    Raises:
+        InputError: ``last.pt`` exists but was written for another configuration or scene list.
+    """
+    if not scenes:
+        raise InputError("no training scenes")
+    dims = {s.semantic.shape[1] for s in scenes}
+    if dims != {student_config.semantic_dim}:
+        raise InputError(f"lifted features have dims {sorted(dims)}, the student expects {student_config.semantic_dim}")
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    names = [s.name for s in scenes]
+    student = build_student(student_config, seed=config.seed, voxel_size=config.voxel_size,
+                            features=common_source(scenes)).to(dev)
+    opt = _optimizer(student, config)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, len(scenes)))
+    state = _resume(run / "last.pt", student, opt, sched, config, names) if resume else None
+    resumed = state is not None
+    state = state or _State()
+    samplers = [SceneSampler(s, config, dev) for s in scenes]
+    val = [SceneSampler(s, config, dev) for s in val_scenes] if val_scenes else samplers
+
+    def save(name: str, epoch: int, with_state: bool) -> None:
+        extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()} if with_state else {}
+        save_training_checkpoint(run / name, student, train_config=config.to_dict(), epoch=epoch,
+                                 history=state.history, best=state.best, scenes=names, **extra)
+
+    with _RunLog(run / "train.log") as runlog:
+        if resumed:
+            runlog.note("resuming %s after epoch %d", run, state.start - 1)
+        bar = tqdm(total=config.epochs * len(scenes), initial=state.start * len(scenes), disable=not progress,
+                   desc="train", unit="it")
+        losses: list[float] = []
+        anchors, seconds = 0, 0.0
+        for epoch in range(state.start, config.epochs):
+            student.train()
+            order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
+            t0 = time.perf_counter()
+            for i in order.tolist():
+                gen = torch.Generator().manual_seed(_seed(config.seed, epoch, i, 1))
+                x, pyramid, pairs = samplers[i].batch(student, gen)
+                loss = info_nce(student(x, pyramid), pairs, config.pairs.temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                anchors += len(pairs.anchors)
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}",
+                                anchors_s=f"{anchors / (seconds + time.perf_counter() - t0):.0f}")
+            seconds += time.perf_counter() - t0
+            if (epoch + 1) % config.save_every and epoch + 1 < config.epochs:
+                continue
+            vloss = validation_loss(student, val)
+            rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_loss": vloss, "seconds": seconds,
+                   "iters_per_s": len(losses) / seconds, "anchors_per_s": anchors / seconds,
+                   "lr": opt.param_groups[1]["lr"]}
+            state.history.append(rec)
+            runlog.note("epoch %d/%d: loss %.4f, val loss %.4f, %.1f s (%.2f it/s, %.0f anchors/s)", epoch + 1,
+                        config.epochs, rec["loss"], vloss, seconds, rec["iters_per_s"], rec["anchors_per_s"])
+            if vloss < state.best["val_loss"]:
+                state.best = {"epoch": epoch, "val_loss": vloss}
+                save("best.pt", epoch, with_state=False)
+            save("last.pt", epoch, with_state=True)
+            losses, anchors, seconds = [], 0, 0.0
+        bar.close()
+    return TrainResult(student.eval(), state.history, int(state.best["epoch"]), run, names)
