@@ -27,14 +27,19 @@ from geopurify.evaluation import voxel_mode
 from geopurify.evaluation.evaluate import evaluate
 from geopurify.geometry import voxelize
 from geopurify.labels import SCANNET20
+from geopurify.lifting import FeatureSource
 from geopurify.segment import PoolingConfig, Segmenter
 
 
 class _Embedded:
-    """A student stand-in that returns fixed per-voxel embeddings (teacher features, oracle ids)."""
+    """A student stand-in that returns fixed per-voxel embeddings (teacher features, oracle ids) on the 2 cm
+    grid, for lifted features of any size."""
 
-    def __init__(self, per_point: torch.Tensor) -> None:
+    voxel_size = 0.02
+
+    def __init__(self, per_point: torch.Tensor, feature_dim: int) -> None:
         self.per_point = per_point
+        self.features = FeatureSource("unknown", feature_dim)
 
     def embed(self, grid, *_args) -> torch.Tensor:
         return grid.to_voxels(self.per_point)
@@ -69,13 +74,13 @@ def main() -> None:
             if method == "student":
                 emb_src = student
             elif method == "teacher":
-                emb_src = _Embedded(tfeat[n])
+                emb_src = _Embedded(tfeat[n], lifted[n].dim)
             elif method == "oracle":
                 grid = voxelize(sc.coords, 0.02)
                 inst = voxel_mode(sc.instances, grid.inverse, grid.num_voxels)
                 inst = torch.where(inst >= 0, inst, int(inst.max()) + 1 + torch.arange(len(inst)))
                 _, ids = torch.unique(inst, return_inverse=True)
-                emb_src = _Embedded(torch.nn.functional.one_hot(ids[grid.inverse]).float())
+                emb_src = _Embedded(torch.nn.functional.one_hot(ids[grid.inverse]).float(), lifted[n].dim)
             else:
                 emb_src = None
             ev = evaluate([(sc, lifted[n])], SCANNET20, segmenter=s, student=emb_src,  # type: ignore[arg-type]

@@ -46,9 +46,11 @@ def load_item(dim: int):
 
 
 def run_one(preset: str, iters: int, dim: int, device: str, levels: int | None) -> dict:
+    from geopurify.student import TrainConfig
+    from geopurify.student.data import SceneSampler
     from geopurify.student.distill import info_nce, pairs_for_anchors
     from geopurify.student.network import build_student, student_config
-    from geopurify.student.train import SceneSampler, TrainConfig, _optimizer
+    from geopurify.student.train import _optimizer
 
     item = load_item(dim)
     cfg = TrainConfig()

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import InputError
 
 
 @contextlib.contextmanager
@@ -14,13 +20,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path`` atomically.
 
     The parent folder is created. If the block raises, the temporary file is removed and
-    ``path`` is left untouched.
+    ``path`` is left untouched. Only a regular file is ever replaced (:func:`check_output_file`).
 
     Example:
         >>> with atomic_path("out/labels.npy") as tmp:   # doctest: +SKIP
         ...     np.save(tmp, labels)
     """
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -49,5 +55,123 @@ def find_in_folder(folder: Path, stem: str, extensions: tuple[str, ...], what: s
         p = folder / f"{stem}{ext}"
         if p.is_file():
             return p
-    from .errors import InputError
     raise InputError(f"no {what} ({' or '.join(stem + e for e in extensions)})", folder)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+MAX_NAME = 100
+
+
+def safe_name(name: str) -> str:
+    """A name taken from a file (a scene's) as one safe path component.
+
+    The rule: every character other than ASCII letters, digits, ``.``, ``_`` and ``-`` becomes ``_``,
+    leading dots are removed (no ``..``, no hidden files), at most 100 characters are kept, and a name
+    left empty becomes ``scan``.
+    """
+    out = _UNSAFE.sub("_", str(name)).lstrip(".")[:MAX_NAME]
+    return out or "scan"
+
+
+def output_path(folder: str | os.PathLike[str], name: str) -> Path:
+    """``folder/name`` after checking that it resolves inside ``folder`` (``name`` from :func:`safe_name` plus a
+    suffix).
+
+    Raises:
+        InputError: the path would leave the folder.
+    """
+    root = Path(folder)
+    path = root / name
+    if root.resolve() not in (path.resolve(), *path.resolve().parents):
+        raise InputError(f"output name {name!r} leaves the output folder", root)
+    return path
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, an output file that cannot be written atomically: an existing thing that is not
+    a regular file (a folder, a device such as ``/dev/null``, a socket), or a parent that is not a folder.
+
+    Raises:
+        InputError: naming the path and what is in the way.
+    """
+    path = Path(path)
+    if (path.exists() or path.is_symlink()) and not path.is_file():
+        raise InputError("exists and is not a regular file; refusing to replace it", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write here: {parent} is not a folder", path)
+            if not os.access(parent, os.W_OK):
+                raise InputError(f"cannot write here: {parent} is not writable", path)
+            break
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, an output folder that exists as something else, or under a file.
+
+    Raises:
+        InputError: naming the path and what is in the way.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("exists and is not a folder", path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write here: {parent} is not a folder", path)
+            break
+    return path
+
+
+class RunLock:
+    """An exclusive lock on a run folder: ``<folder>/.lock`` holds the owner's pid and host.
+
+    A second process is refused; a lock left by a process that no longer runs on this host is taken over
+    with a warning. Used as a context manager; the lock file is removed on exit.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.path = Path(folder) / ".lock"
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self._holder()
+                if held.get("host") == self.owner["host"] and not _alive(held.get("pid")):
+                    logging.getLogger("geopurify").warning("%s: taking over the lock of process %s, which no longer "
+                                                           "runs", self.path.parent, held.get("pid"))
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise InputError(f"is in use by process {held.get('pid')} on {held.get('host')} (another run is "
+                                 f"writing here; if it is gone, remove {self.path.name})", self.path.parent) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.owner, fh)
+            return self
+        raise InputError("could not take the lock", self.path)
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def __exit__(self, *exc: object) -> None:
+        if self._holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

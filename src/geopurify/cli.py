@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._argparse import add_config_flags, config_from_args
+from ._fileio import check_output_dir, check_output_file
 from .errors import GeopurifyError, InputError
 
 log = logging.getLogger("geopurify")
@@ -66,6 +67,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_lift(args: argparse.Namespace) -> int:
     from .workflows import import_lifted, lift
 
+    check_output_file(args.out)
     scan = _scan(args)
     if args.importer:
         if not args.source:
@@ -88,6 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .student import PairConfig, TrainConfig
     from .workflows import train
 
+    check_output_dir(args.out)
     pairs = config_from_args(args, PairConfig, PAIR_FIELDS)
     config = config_from_args(args, TrainConfig, TRAIN_FIELDS, pairs=pairs)
     overrides = {k: v for k, v in (("norm", args.norm), ("levels", args.levels)) if v is not None}
@@ -106,9 +109,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _segmenter(args: argparse.Namespace, encoder=None):  # noqa: ANN001, ANN202 - Segmenter
     from .segment import PoolingConfig
-    from .workflows import EncoderSpec, segmenter_for
+    from .workflows import build_text_encoder, segmenter_for
 
-    text = EncoderSpec("", text_encoder=args.text_encoder, text_source=args.text_source).build_text_encoder()
+    # an encoder built with --text-encoder already holds it (Segmenter falls back to encoder.text_encoder)
+    text = None if encoder is not None else build_text_encoder(args.text_encoder, args.text_source)
     return segmenter_for(args.student, purify=not args.no_purify, encoder=encoder, text_encoder=text,
                          pooling=config_from_args(args, PoolingConfig, POOL_FIELDS), lift_config=_lift_config(args),
                          device=args.device)
@@ -129,14 +133,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .lifting import LiftedFeatures
     from .workflows import segment
 
-    scan = _scan(args)
+    check_output_dir(args.out)
+    scan, vocab = _scan(args), _vocab(args)
+    if not vocab:
+        raise InputError("give --vocab: a label set, a file with one class per line, or 'chair,table,...'")
     lifted = LiftedFeatures.load(args.features, num_points=scan.scene.num_points) if args.features else None
     encoder = None if lifted is not None else _encoder(args)
     if lifted is None and encoder is None:
         raise InputError("give --features (lifted features of the scan) or --encoder NAME --source ... to lift now")
     seg = _segmenter(args, encoder)
     _needs_text(args, seg)
-    out = segment(scan, seg, _vocab(args) or [], args.out, lifted=lifted, text_embeddings=_text_embeddings(args),
+    out = segment(scan, seg, vocab, args.out, lifted=lifted, text_embeddings=_text_embeddings(args),
                   purify=not args.no_purify, other_threshold=args.other_threshold)
     top = sorted(out.info["points_per_class"].items(), key=lambda kv: -kv[1])[:5]
     print(f"{scan.scene.name}: {'purified' if out.info['purified'] else 'direct projection'}; "
@@ -148,6 +155,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .labels import get_label_set
     from .workflows import evaluate_scans
 
+    if args.out:
+        check_output_file(args.out)
     seg = _segmenter(args)
     _needs_text(args, seg)
     ev = evaluate_scans(args.scenes, args.features, seg, label_set=args.label_set, layout=args.layout,
@@ -165,6 +174,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .sim import make_room
     from .sim.demo import DemoConfig, run_demo
 
+    check_output_dir(args.out)
     config = config_from_args(args, DemoConfig, DEMO_FIELDS)
     scene = _scan(args).scene if args.scene else make_room(seed=config.seed, density=config.density)
     result = run_demo(args.out, scene, config, progress=not args.no_progress)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._fileio import atomic_path, atomic_write_text
+from ._fileio import atomic_path, atomic_write_text, output_path
 from .encoders import ImageEncoder, TextEncoder, get_encoder, get_text_encoder
 from .errors import InputError
 from .evaluation import Evaluation, evaluate
@@ -55,6 +55,13 @@ def open_scan(path: str | os.PathLike[str], *, layout: str | None = None, label_
     return load_scan(path, layout=layout, **opts)
 
 
+def build_text_encoder(name: str | None, source: str | None = None) -> TextEncoder | None:
+    """A text encoder by registry name with an optional ``source=`` (None: no text encoder)."""
+    if name is None:
+        return None
+    return get_text_encoder(name, **({"source": source} if source else {}))
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """An image encoder (and optionally a text encoder) by registry name, built on demand.
@@ -73,16 +80,11 @@ class EncoderSpec:
     text_encoder: str | None = None
     text_source: str | None = None
 
-    def build_text_encoder(self) -> TextEncoder | None:
-        if self.text_encoder is None:
-            return None
-        return get_text_encoder(self.text_encoder, **({"source": self.text_source} if self.text_source else {}))
-
     def build(self) -> ImageEncoder:
         opts = dict(self.options)
         if self.source is not None:
             opts["source"] = self.source
-        text = self.build_text_encoder()
+        text = build_text_encoder(self.text_encoder, self.text_source)
         if text is not None:
             opts["text_encoder"] = text
         return get_encoder(self.name, **opts)
@@ -184,7 +186,8 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
                              other_threshold=other_threshold)
     out = Path(out)
     labels = result.labels.numpy().astype(np.int64)
-    npy, ply, summary_path = (out / f"{scene.name}{suffix}" for suffix in ("_labels.npy", "_labels.ply", "_summary.json"))
+    npy, ply, summary_path = (output_path(out, f"{scene.name}{suffix}")
+                              for suffix in ("_labels.npy", "_labels.ply", "_summary.json"))
     with atomic_path(npy) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, labels)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .._fileio import safe_name
 from .._validate import as_tensor
 from ..errors import InputError
 from ..labels import LabelSet
@@ -21,7 +22,8 @@ class Scene:
     """A labelled or unlabelled point cloud.
 
     Attributes:
-        name: scene identifier, e.g. ``"scene0000_00"``.
+        name: scene identifier, e.g. ``"scene0000_00"``; made one safe path component
+            (:func:`geopurify._fileio.safe_name`: letters, digits, ``._-``), since outputs are named after it.
         coords: ``(N, 3) float32`` world coordinates in metres (z up for ScanNet-style data).
         colors: ``(N, 3) float32`` sRGB colour in ``[0, 1]``.
         normals: ``(N, 3) float32`` unit normals (estimated by the readers when a source has none).
@@ -46,6 +48,7 @@ class Scene:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InputError("scene name must be a non-empty string")
+        object.__setattr__(self, "name", safe_name(self.name))
         coords = as_tensor("coords", self.coords, torch.float32, (None, 3))
         n = coords.shape[0]
         if n == 0:

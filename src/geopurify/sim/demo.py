@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._fileio import atomic_write_text
+from .._fileio import atomic_write_text, output_path
 from ..evaluation.evaluate import evaluate, predictions_to_ids
 from ..io.ply import write_ply
 from ..io.scene import Scene
 from ..segment.segmenter import Segmenter
+from ..student.config import TrainConfig
 from ..student.data import DistillScene
 from ..student.distill import PairConfig
 from ..student.network import student_config
-from ..student.train import TrainConfig, train_student
+from ..student.train import train_student
 from ..teachers import get_teacher, teacher_features
 from ..viz import heat_colors, label_colors, render_png, write_html_viewer
 from .mask_model import SCANNET_SIM_V1, simulate_lifting
@@ -135,7 +136,7 @@ def run_demo(out: str | Path, scene: Scene, config: DemoConfig = DemoConfig(), p
             p = out / f"view{i:02d}_{name.replace(': ', '_').replace(' ', '_')}.png"
             render_png(p, scene.coords, cols, pose, SCANNET_K_320)
             files.append(p)
-    ply = out / f"{scene.name}_purified.ply"
+    ply = output_path(out, f"{scene.name}_purified.ply")
     write_ply(ply, scene.coords.numpy(), rgb=layers["purified"], scalars={"label": to_ids[1].astype(np.int32)})
     html = out / "viewer.html"
     write_html_viewer(html, scene.coords, layers, title=f"geopurify demo: {scene.name}")

@@ -10,10 +10,11 @@
 """
 
 from .checkpoint import load_student, read_checkpoint, save_student
+from .config import TrainConfig
 from .data import DistillScene, prepare_scene
 from .distill import PairConfig
 from .network import PRESETS, StudentAffinityNet, StudentConfig, build_student, student_config, student_inputs
-from .train import TrainConfig, TrainResult, train_student
+from .train import TrainResult, train_student
 
 __all__ = ["StudentConfig", "StudentAffinityNet", "PRESETS", "student_config", "build_student", "student_inputs",
            "load_student", "save_student", "read_checkpoint", "DistillScene", "prepare_scene", "PairConfig",

@@ -1,4 +1,5 @@
-"""Training data for the student: scenes with lifted and teacher features, and where they come from."""
+"""Training data for the student: scenes with lifted and teacher features, where they come from, and the
+per-iteration batches (augmentation, voxel grid, student input, pairs) drawn from them."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ from typing import Any
 
 import torch
 
+from .._fileio import output_path, safe_name
 from ..errors import InputError
+from ..geometry import voxelize
 from ..io.layouts import load_scan
 from ..io.scene import Scene
 from ..lifting.lifted import FeatureSource, LiftedFeatures
 from ..teachers import teacher_features
+from .config import TrainConfig
+from .distill import Pairs, PairTable, augment
+from .network import StudentAffinityNet, student_inputs
+from .sparse import SparsePyramid
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,7 @@ def common_source(scenes: Sequence[DistillScene]) -> FeatureSource:
 
 def lifted_path(features_dir: str | os.PathLike[str], scene_name: str) -> Path:
     """Where the lifted features of a scene live: ``<features_dir>/<scene name>.npz``."""
-    return Path(features_dir) / f"{scene_name}.npz"
+    return output_path(features_dir, f"{safe_name(scene_name)}.npz")
 
 
 def prepare_scene(path: str | os.PathLike[str], features_dir: str | os.PathLike[str], teacher: Any,
@@ -106,3 +113,49 @@ def prepare_scene(path: str | os.PathLike[str], features_dir: str | os.PathLike[
         raise InputError(f"no lifted features for scene {scene.name!r} (run `geopurify lift` first, "
                          "or pass an encoder)", fpath)
     return DistillScene(scene, lifted.features, teacher_features(scene, teacher, cache_dir), lifted.source)
+
+
+def seed_of(*parts: int) -> int:
+    """A 63-bit seed from integers (FNV-1a): all randomness of a run derives from ``(seed, epoch, scene, ...)``."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+class SceneSampler:
+    """A training scene's canonical voxel grid and its memoised :class:`~geopurify.distill.PairTable`."""
+
+    def __init__(self, item: DistillScene, config: TrainConfig, device: torch.device) -> None:
+        self.item, self.config, self.device = item, config, device
+        self.grid = voxelize(item.scene.coords, config.voxel_size)
+        n = item.scene.num_points
+        self.rep = torch.full((self.grid.num_voxels,), n, dtype=torch.int64)       # one member point per voxel
+        self.rep.scatter_reduce_(0, self.grid.inverse, torch.arange(n), reduce="amin")
+        teacher = self.grid.to_voxels(pair_features(item, config.semantic_weight)).to(device)
+        self.table = PairTable(teacher, self.grid.centers.to(device), config.pairs)
+        # the student input is built where the student runs: (N, D) features move once, not every iteration
+        self.semantic, self.colors = item.semantic.to(device), item.scene.colors.to(device)
+
+    def batch(self, student: StudentAffinityNet,
+              generator: torch.Generator | None) -> tuple[torch.Tensor, SparsePyramid, Pairs]:
+        """Student input, its :class:`~geopurify.sparse.SparsePyramid` and pairs; augmented when
+        ``generator`` is given and enabled.
+        Without a generator the pairs are a fixed draw (for validation)."""
+        sc, grid = self.item.scene, self.grid
+        coords, normals = sc.coords, sc.normals
+        fixed = generator is None
+        if fixed:
+            generator = torch.Generator().manual_seed(seed_of(self.config.seed, 7))
+        pairs = self.table.sample(generator)
+        if self.config.augment and not fixed:
+            coords, normals = augment(coords, normals, generator)
+            grid = voxelize(coords, self.config.voxel_size)
+            to_new = grid.inverse[self.rep]                                         # canonical -> augmented voxel
+            neg = to_new[pairs.negatives]
+            a = to_new[pairs.anchors]
+            pairs = Pairs(a, to_new[pairs.positives], neg, pairs.valid & (neg != a[:, None]))
+        x = student_inputs(grid, self.semantic, self.colors, normals.to(self.device))
+        pyramid = student.pyramid(grid.coords.to(self.device))
+        return x, pyramid, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
+                                                              pairs.valid)))

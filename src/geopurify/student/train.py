@@ -26,69 +26,22 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from .._fileio import RunLock
 from ..errors import InputError
-from ..geometry import voxelize
 from .checkpoint import read_checkpoint, save_training_checkpoint
-from .data import DistillScene, common_source, pair_features
-from .distill import PairConfig, Pairs, PairTable, augment, info_nce
-from .network import StudentAffinityNet, StudentConfig, build_student, student_inputs
-from .sparse import SparsePyramid
+from .config import TrainConfig
+from .data import DistillScene, SceneSampler, common_source, seed_of
+from .distill import info_nce
+from .network import StudentAffinityNet, StudentConfig, build_student
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (module docstring); the checkpoint records them.
-
-    Attributes:
-        epochs: passes over the training scenes (one iteration per scene).
-        warmup_epochs: linear learning-rate warm-up.
-        lr: learning rate of the residual blocks (stem x stem_lr_scale, head x head_lr_scale).
-        stem_lr_scale: learning-rate factor of the input layer.
-        head_lr_scale: learning-rate factor of the output layer.
-        weight_decay: AdamW weight decay.
-        min_lr_ratio: the cosine schedule ends at lr x this.
-        augment: random rotation and scaling of the training scenes.
-        voxel_size: voxel edge in metres; the student runs on this grid at inference too.
-        seed: all randomness derives from it.
-        pairs: how pairs are drawn.
-        semantic_weight: also choose pairs by the lifted features, with this weight (0: teacher only).
-        save_every: validate and checkpoint every this many epochs and after the last.
-    """
-
-    epochs: int = 100
-    warmup_epochs: int = 2
-    lr: float = 1e-4
-    stem_lr_scale: float = 0.1
-    head_lr_scale: float = 5.0
-    weight_decay: float = 1e-5
-    min_lr_ratio: float = 1e-3
-    augment: bool = True
-    voxel_size: float = 0.02
-    seed: int = 5557
-    pairs: PairConfig = field(default_factory=PairConfig)
-    semantic_weight: float = 0.0
-    save_every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0 \
-                or self.save_every < 1:
-            raise ValueError(f"invalid training config {self}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**{**d, "pairs": PairConfig(**d["pairs"])})
 
 
 @dataclass
@@ -101,51 +54,6 @@ class TrainResult:
     best_epoch: int
     run_dir: Path
     scenes: list[str] = field(default_factory=list)
-
-
-def _seed(*parts: int) -> int:
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h
-
-
-class SceneSampler:
-    """A training scene's canonical voxel grid and its memoised :class:`~geopurify.distill.PairTable`."""
-
-    def __init__(self, item: DistillScene, config: TrainConfig, device: torch.device) -> None:
-        self.item, self.config, self.device = item, config, device
-        self.grid = voxelize(item.scene.coords, config.voxel_size)
-        n = item.scene.num_points
-        self.rep = torch.full((self.grid.num_voxels,), n, dtype=torch.int64)       # one member point per voxel
-        self.rep.scatter_reduce_(0, self.grid.inverse, torch.arange(n), reduce="amin")
-        teacher = self.grid.to_voxels(pair_features(item, config.semantic_weight)).to(device)
-        self.table = PairTable(teacher, self.grid.centers.to(device), config.pairs)
-        # the student input is built where the student runs: (N, D) features move once, not every iteration
-        self.semantic, self.colors = item.semantic.to(device), item.scene.colors.to(device)
-
-    def batch(self, student: StudentAffinityNet,
-              generator: torch.Generator | None) -> tuple[torch.Tensor, SparsePyramid, Pairs]:
-        """Student input, its :class:`~geopurify.sparse.SparsePyramid` and pairs; augmented when
-        ``generator`` is given and enabled.
-        Without a generator the pairs are a fixed draw (for validation)."""
-        sc, grid = self.item.scene, self.grid
-        coords, normals = sc.coords, sc.normals
-        fixed = generator is None
-        if fixed:
-            generator = torch.Generator().manual_seed(_seed(self.config.seed, 7))
-        pairs = self.table.sample(generator)
-        if self.config.augment and not fixed:
-            coords, normals = augment(coords, normals, generator)
-            grid = voxelize(coords, self.config.voxel_size)
-            to_new = grid.inverse[self.rep]                                         # canonical -> augmented voxel
-            neg = to_new[pairs.negatives]
-            a = to_new[pairs.anchors]
-            pairs = Pairs(a, to_new[pairs.positives], neg, pairs.valid & (neg != a[:, None]))
-        x = student_inputs(grid, self.semantic, self.colors, normals.to(self.device))
-        pyramid = student.pyramid(grid.coords.to(self.device))
-        return x, pyramid, Pairs(*(t.to(self.device) for t in (pairs.anchors, pairs.positives, pairs.negatives,
-                                                              pairs.valid)))
 
 
 @torch.no_grad()
@@ -256,8 +164,11 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
     inference runs it as it was trained. With ``resume`` and an existing ``run_dir/last.pt`` from the same
     configuration and scenes, training continues after its last completed epoch.
 
+    The run folder is locked (:class:`~geopurify._fileio.RunLock`) while training.
+
     Raises:
-        InputError: ``last.pt`` exists but was written for another configuration or scene list.
+        InputError: ``last.pt`` exists but was written for another configuration or scene list, or another
+            process is training in the folder.
     """
     if not scenes:
         raise InputError("no training scenes")
@@ -266,7 +177,12 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         raise InputError(f"lifted features have dims {sorted(dims)}, the student expects {student_config.semantic_dim}")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device)
+    with RunLock(run):
+        return _train(scenes, run, student_config, config, val_scenes, torch.device(device), resume, progress)
+
+
+def _train(scenes: Sequence[DistillScene], run: Path, student_config: StudentConfig, config: TrainConfig,
+           val_scenes: Sequence[DistillScene] | None, dev: torch.device, resume: bool, progress: bool) -> TrainResult:
     names = [s.name for s in scenes]
     student = build_student(student_config, seed=config.seed, voxel_size=config.voxel_size,
                             features=common_source(scenes)).to(dev)
@@ -292,10 +208,10 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         anchors, seconds = 0, 0.0
         for epoch in range(state.start, config.epochs):
             student.train()
-            order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(_seed(config.seed, epoch)))
+            order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed_of(config.seed, epoch)))
             t0 = time.perf_counter()
             for i in order.tolist():
-                gen = torch.Generator().manual_seed(_seed(config.seed, epoch, i, 1))
+                gen = torch.Generator().manual_seed(seed_of(config.seed, epoch, i, 1))
                 x, pyramid, pairs = samplers[i].batch(student, gen)
                 loss = info_nce(student(x, pyramid), pairs, config.pairs.temperature)
                 opt.zero_grad(set_to_none=True)

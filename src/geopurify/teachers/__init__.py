@@ -21,13 +21,12 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from .._fileio import atomic_path
+from .._fileio import atomic_path, output_path, safe_name
 from .._plugins import Registry
 from .._validate import all_finite
 from ..errors import InputError
@@ -83,7 +82,7 @@ def teacher_features(scene: Scene, teacher: Teacher, cache_dir: str | os.PathLik
     """
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{scene.name}.{teacher.name}.{_cache_key(scene, teacher)}.npy"
+        path = output_path(cache_dir, f"{scene.name}.{safe_name(teacher.name)}.{_cache_key(scene, teacher)}.npy")
         if path.is_file():
             feats = torch.from_numpy(np.load(path))
             if feats.shape[0] == scene.num_points:
