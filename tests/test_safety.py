@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from geopurify import InputError, load_scan
 from geopurify._fileio import RunLock, atomic_write_text, output_path, safe_name
@@ -104,3 +105,115 @@ def test_a_second_training_in_the_same_folder_is_refused(tmp_path):
     train_student([item], tmp_path, student_config("cpu", 8, hidden=8, embed_dim=8, levels=0),
                   TrainConfig(epochs=1, warmup_epochs=0), progress=False)
     assert (tmp_path / "last.pt").is_file() and not (tmp_path / ".lock").exists()
+
+
+# -- issue #13 items 5, 6, 10: NaN, mismatches and bad flags stop with one clear line -------------------------
+
+def _item(seed=1):
+    from geopurify.sim import make_room, noisy_class_features
+    from geopurify.student import DistillScene
+    from geopurify.teachers import get_teacher, teacher_features
+
+    room = make_room(seed=seed, density=40)
+    return DistillScene(room, noisy_class_features(room, 8)[0], teacher_features(room, get_teacher("geometric")))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("geopurify").TrainConfig(lr=float("nan")),
+    lambda: __import__("geopurify").PoolingConfig(sharpen=float("inf")),
+    lambda: __import__("geopurify").LiftConfig(depth_tolerance=float("nan")),
+    lambda: __import__("geopurify.student", fromlist=["PairConfig"]).PairConfig(temperature=float("nan")),
+])
+def test_configs_refuse_nan(make):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        make()
+
+
+def test_a_diverging_training_stops_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
+    import geopurify.student.train as train_mod
+    from geopurify.student import TrainConfig, load_student, student_config, train_student
+
+    real, calls = train_mod.info_nce, []
+
+    def nan_from_the_second_epoch(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) > 2 else loss   # epoch 1: 1 iteration + validation
+    monkeypatch.setattr(train_mod, "info_nce", nan_from_the_second_epoch)
+    with pytest.raises(InputError, match="training diverged in epoch 2: the loss .* is nan"):
+        train_student([_item()], tmp_path, student_config("cpu", 8, hidden=8, embed_dim=8, levels=0),
+                      TrainConfig(epochs=3, warmup_epochs=0), progress=False)
+    last = load_student(tmp_path / "last.pt")                    # epoch 1, finite
+    assert all(bool(torch.isfinite(v).all()) for v in last.state_dict().values() if v.is_floating_point())
+
+
+def test_nan_weights_and_degenerate_text_are_refused(tmp_path):
+    import geopurify as gp
+    from geopurify.lifting import LiftedFeatures
+    from geopurify.student import build_student, load_student, save_student, student_config
+
+    model = build_student(student_config("cpu", 8, hidden=8, embed_dim=8, levels=0), seed=0)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    save_student(model, tmp_path / "nan.pt")
+    with pytest.raises(InputError, match="NaN or inf weights"):
+        load_student(tmp_path / "nan.pt")
+    item = _item()
+    lifted = LiftedFeatures(item.semantic, torch.ones(len(item.semantic), dtype=torch.bool),
+                            torch.ones(len(item.semantic), dtype=torch.int32), "sim")
+    seg = gp.Segmenter(pooling=gp.PoolingConfig(k=8, steps=2))
+    seg.set_scene(item.scene, lifted)
+    good = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    with pytest.raises(InputError, match="NaN or inf"):
+        seg.query(text_embeddings=torch.full((3, 8), float("nan")))
+    with pytest.raises(InputError, match=r"text embeddings \[1\] are zero vectors"):
+        seg.query(text_embeddings=torch.stack([good[0], torch.zeros(8), good[2]]))
+    with pytest.raises(InputError, match="finite cosine"):
+        seg.query(text_embeddings=good, other_threshold=float("nan"))
+    from geopurify.evaluation import evaluate
+    from geopurify.labels import SCANNET20
+    with pytest.raises(InputError, match="3 text embeddings for the 19 evaluated classes"):
+        evaluate([(item.scene, lifted)], SCANNET20, segmenter=seg, text_embeddings=good)
+
+
+def test_vocabularies_that_cannot_be_right_are_refused(tmp_path):
+    from geopurify.labels import resolve_vocabulary
+    with pytest.raises(InputError, match="'chair' more than once"):
+        resolve_vocabulary("chair,chair,table")
+    with pytest.raises(InputError, match="clases.txt: vocabulary file not found"):
+        resolve_vocabulary(str(tmp_path / "clases.txt"))
+    long = ",".join(f"class number {i}" for i in range(40))            # longer than a file name may be
+    assert len(resolve_vocabulary(long)) == 40 and resolve_vocabulary("chair") == ["chair"]
+
+
+def test_lifting_that_sees_nothing_is_an_error():
+    from geopurify.lifting import LiftConfig, lift_features
+    from geopurify.sim import make_room, render_views, room_cameras
+    from geopurify.sim.views import views_to_frames
+
+    room = make_room(seed=0, density=30)
+    frames = views_to_frames(render_views(room, room_cameras(room, 2, seed=0)))
+    from geopurify.encoders.maps import DenseFeatures
+    with pytest.raises(InputError, match="no frame sees any point"):
+        lift_features(room, frames, lambda f: DenseFeatures(torch.ones(4, 4, 3)),
+                      config=LiftConfig(fusion="mean", border=10_000), progress=False)
+
+
+def test_bad_flags_are_one_line_before_any_work(tmp_path):
+    write_scannet_release(tmp_path / "scene0999_00")
+    base = ["segment", str(tmp_path / "scene0999_00"), "--vocab", "a,b", "--out", str(tmp_path / "o")]
+    for flags, msg in ((["--device", "foo"], "not a torch device"), (["--k", "0"], "invalid pooling config"),
+                       (["--alpha", "2"], "invalid pooling config")):
+        res = run_cli(*base, *flags)
+        assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr
+    if not torch.cuda.is_available():
+        res = run_cli(*base, "--device", "cuda")
+        assert res.returncode == 2 and "CUDA is not available" in res.stderr
+    res = run_cli("lift", str(tmp_path / "scene0999_00"), "--encoder", "precomputed", "--source", str(tmp_path),
+                  "--fusion", "mean", "--frame-step", "0", "--out", str(tmp_path / "x.npz"))
+    assert res.returncode == 2 and "invalid lifting settings" in res.stderr
+    res = run_cli("train", str(tmp_path / "scene0999_00"), "--features", str(tmp_path), "--out", str(tmp_path / "r"),
+                  "--epochs", "0")
+    assert res.returncode == 2 and "invalid training config" in res.stderr and not (tmp_path / "r").exists()
+    with pytest.raises(InputError, match="not found .*a local path"):
+        __import__("geopurify").get_text_encoder("minilm", source=str(tmp_path / "no-such-model") + "/")

@@ -61,3 +61,26 @@ def config_from_args(args: argparse.Namespace, cls: type[T], names: list[str], *
         return cls(**{n: getattr(args, n) for n in names}, **fixed)  # type: ignore[call-arg]
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def device_type(name: str) -> str:
+    """``--device``: a torch device that exists here (``cuda`` only with a GPU)."""
+    import torch
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(f"not a torch device: {name!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA is not available on this machine (use --device cpu)")
+    return name
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default: ``cuda`` when available), checked by :func:`device_type`."""
+    parser.add_argument("--device", type=device_type, default="cuda" if cuda_available() else "cpu",
+                        help="cpu, cuda, cuda:1, ... (default: cuda when available)")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+
 import numpy as np
 import torch
 
@@ -37,3 +41,21 @@ def as_tensor(name: str, value: object, dtype: torch.dtype, shape: tuple[int | N
         bad = int((~torch.isfinite(value)).sum())
         raise InputError(f"{name} contains {bad} NaN or inf values")
     return value
+
+
+def finite_fields(config: object) -> None:
+    """Raise ``ValueError`` naming the first float field of a config dataclass that is NaN or infinite
+    (``None`` is allowed where a field is optional)."""
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        v = getattr(config, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{type(config).__name__}.{f.name} must be a finite number, got {v}")
+
+
+def check_source(source: object, what: str) -> None:
+    """A ``source=`` that looks like a local path (``/``, ``./``, ``../``, ``~`` or a trailing ``/``) must exist;
+    anything else may be a hub id. Raises :class:`InputError` at once instead of a network wait."""
+    s = str(source)
+    looks_local = s.startswith(("/", "./", "../", "~")) or s.endswith("/") or os.path.isabs(s)
+    if looks_local and not os.path.exists(os.path.expanduser(s)):
+        raise InputError(f"{what} not found (a local path; a hub id looks like 'org/name')", s)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._argparse import add_config_flags, config_from_args
+from ._argparse import add_config_flags, add_device_flag, config_from_args
 from ._fileio import check_output_dir, check_output_file
 from .errors import GeopurifyError, InputError
 
@@ -107,14 +107,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segmenter(args: argparse.Namespace, encoder=None):  # noqa: ANN001, ANN202 - Segmenter
+def _pooling(args: argparse.Namespace):  # noqa: ANN202 - PoolingConfig
     from .segment import PoolingConfig
+    return config_from_args(args, PoolingConfig, POOL_FIELDS)
+
+
+def _segmenter(args: argparse.Namespace, encoder=None):  # noqa: ANN001, ANN202 - Segmenter
     from .workflows import build_text_encoder, segmenter_for
 
     # an encoder built with --text-encoder already holds it (Segmenter falls back to encoder.text_encoder)
     text = None if encoder is not None else build_text_encoder(args.text_encoder, args.text_source)
     return segmenter_for(args.student, purify=not args.no_purify, encoder=encoder, text_encoder=text,
-                         pooling=config_from_args(args, PoolingConfig, POOL_FIELDS), lift_config=_lift_config(args),
+                         pooling=_pooling(args), lift_config=_lift_config(args),
                          device=args.device)
 
 
@@ -134,6 +138,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .workflows import segment
 
     check_output_dir(args.out)
+    _pooling(args), _lift_config(args)                     # invalid settings fail before any work
     scan, vocab = _scan(args), _vocab(args)
     if not vocab:
         raise InputError("give --vocab: a label set, a file with one class per line, or 'chair,table,...'")
@@ -184,11 +189,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
-
-
 def _scan_flags(p: argparse.ArgumentParser, frames: bool = True) -> None:
     p.add_argument("--layout", help="force a scan layout instead of detecting it")
     p.add_argument("--label-set", help="label set of the scans' labels (scannet20, scannet200, matterport21, nyu40)")
@@ -224,7 +224,7 @@ def _query_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-purify", action="store_true", help="direct projection only (no pooling)")
     p.add_argument("--text-embeddings", help=".npy (C, D) unit text embeddings, one row per vocabulary class")
     add_config_flags(p, PoolingConfig, POOL_FIELDS)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    add_device_flag(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diversity from lifted features (label-free, default) or ground-truth labels (as the paper)")
     _encoder_flags(p, "lift missing features with this encoder (as `geopurify lift`)")
     _scan_flags(p, frames=False)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    add_device_flag(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)

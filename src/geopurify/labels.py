@@ -212,12 +212,21 @@ def resolve_vocabulary(spec: str) -> list[str]:
         ls = LABEL_SETS[spec]
         return [c for c in ls.class_names if c not in ls.unscored]
     path = Path(spec)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:                                   # e.g. a long inline list: not a file name
+        is_file = False
+    if is_file:
         names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         if not names:
             raise InputError("vocabulary file has no class names", path)
-        return names
-    names = [c.strip() for c in spec.split(",") if c.strip()]
+    elif "," not in spec and (path.suffix in (".txt", ".csv") or "/" in spec):
+        raise InputError("vocabulary file not found (a list of classes is written 'chair,table,...')", path)
+    else:
+        names = [c.strip() for c in spec.split(",") if c.strip()]
     if not names:
         raise InputError(f"empty vocabulary {spec!r}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"the vocabulary names {', '.join(map(repr, dup))} more than once")
     return names

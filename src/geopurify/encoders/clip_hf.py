@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .._optional import require
+from .._validate import check_source
 from ..io.frames import Frame
 from .base import TextEncoder
 from .maps import DenseFeatures
@@ -50,6 +51,7 @@ class ClipHFEncoder:
 
     def __init__(self, source: str | os.PathLike[str], device: str = "cpu", short_side: int | None = None,
                  template: str = DEFAULT_TEMPLATE, text_encoder: TextEncoder | None = None) -> None:
+        check_source(source, "CLIP model folder")
         transformers = require("transformers", "clip", feature="the clip-hf encoder")
         model = source
         self.model = transformers.CLIPModel.from_pretrained(str(model)).eval().requires_grad_(False).to(device)

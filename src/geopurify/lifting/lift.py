@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from tqdm.auto import tqdm
 
+from .._validate import finite_fields
 from ..encoders import ImageEncoder, TextEncoder, encode_vocabulary
 from ..encoders.maps import FrameFeatures
 from ..errors import InputError
@@ -57,6 +58,7 @@ class LiftConfig:
     cache_bytes: int = 2 << 30
 
     def __post_init__(self) -> None:
+        finite_fields(self)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if self.top_views < 1 or self.frame_step < 1 or self.border < 0 or self.depth_tolerance <= 0:
@@ -133,6 +135,9 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         fusion.add_again(i, vis_cache[i], ff, size)
     features, counts = fusion.finish()
     seen = counts > 0
+    if not bool(seen.any()):
+        raise InputError(f"no frame sees any point of scene {scene.name!r} (check the poses and intrinsics, "
+                         f"--border {config.border}, --depth-tolerance {config.depth_tolerance})")
     if config.fill_unseen:
         features = fill_from_nearest(scene.coords, features, seen, inplace=True)
     log.info("lifted %d-d features: %d of %d points seen (%.1f%%), %.1f views per seen point",

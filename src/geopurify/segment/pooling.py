@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import finite_fields
 from ..geometry import knn
 
 
@@ -43,6 +44,7 @@ class PoolingConfig:
     alpha: float = 0.0
 
     def __post_init__(self) -> None:
+        finite_fields(self)
         if self.k < 1 or self.steps < 0 or not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"invalid pooling config {self}")
 

@@ -21,11 +21,13 @@ logs a warning (``vocabulary_check="error"`` refuses it, ``"off"`` stays silent)
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 
+from .._validate import all_finite
 from ..encoders import ImageEncoder, TextEncoder, encode_vocabulary
 from ..errors import InputError
 from ..geometry import VoxelGrid, voxelize
@@ -202,6 +204,8 @@ class Segmenter:
             other_threshold: points whose best cosine is below it get label -1 ("other").
         """
         self._require_scene()
+        if other_threshold is not None and not math.isfinite(other_threshold):
+            raise InputError(f"other_threshold must be a finite cosine, got {other_threshold}")
         t = self._text(texts, text_embeddings)
         if texts is not None:
             self._check_vocabulary(list(texts))
@@ -230,6 +234,13 @@ class Segmenter:
             if texts is None:
                 raise InputError("query() needs texts or text_embeddings")
             text_embeddings = self.embed_texts(texts)
+        if text_embeddings.dim() != 2:
+            raise InputError(f"text embeddings must be a (C, D) matrix, got {tuple(text_embeddings.shape)}")
+        if not all_finite(text_embeddings.float()):
+            raise InputError("text embeddings contain NaN or inf")
+        zero = torch.nonzero(text_embeddings.float().norm(dim=1) == 0).flatten().tolist()
+        if zero:
+            raise InputError(f"text embeddings {zero[:5]} are zero vectors: they match nothing")
         t = torch.nn.functional.normalize(text_embeddings.float(), dim=1)
         if t.shape[1] != self._features.shape[1]:
             raise InputError(f"text embeddings are {t.shape[1]}-d but the lifted features are "

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from .._fileio import atomic_path
+from .._validate import all_finite
 from .._version import __version__
 from ..errors import InputError
 from ..lifting.lifted import FeatureSource
@@ -98,6 +99,9 @@ class Checkpoint:
             model = StudentAffinityNet(self.config(), voxel_size=self.voxel_size, features=self.features)
         except (TypeError, ValueError) as exc:
             raise InputError(f"unreadable student record ({exc})", self.path) from None
+        bad = [k for k, v in self.student["state_dict"].items() if isinstance(v, torch.Tensor) and not all_finite(v)]
+        if bad:
+            raise InputError(f"has NaN or inf weights ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''})", self.path)
         try:
             model.load_state_dict(self.student["state_dict"])
         except RuntimeError as exc:
@@ -121,6 +125,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     record = ckpt.get("student", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(record, dict) or record.get("kind") != KIND or "config" not in record:
         raise InputError("not a geopurify student checkpoint", path)
+    if not isinstance(record.get("version", 0), int):
+        raise InputError(f"checkpoint format version {record.get('version')!r} is not a number", path)
     if int(record.get("version", 0)) > VERSION:
         raise InputError(f"checkpoint format {record['version']} is newer than this geopurify supports", path)
     training = {k: v for k, v in ckpt.items() if k not in ("student", "format", "version")} if record is not ckpt else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._validate import finite_fields
 from .distill import PairConfig
 
 
@@ -43,6 +44,7 @@ class TrainConfig:
     save_every: int = 1
 
     def __post_init__(self) -> None:
+        finite_fields(self)
         if self.epochs < 1 or self.warmup_epochs < 0 or self.lr <= 0 or self.voxel_size <= 0 or self.semantic_weight < 0 \
                 or self.save_every < 1:
             raise ValueError(f"invalid training config {self}")

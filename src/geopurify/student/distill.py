@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._validate import finite_fields
 from ..geometry import knn
 
 
@@ -53,6 +54,7 @@ class PairConfig:
     budget_bytes: int = 256 * 2 ** 20
 
     def __post_init__(self) -> None:
+        finite_fields(self)
         if self.anchors < 1 or self.macro < 0 or self.micro < 0 or self.macro + self.micro < 1:
             raise ValueError("need at least one anchor and one negative")
         if self.micro > self.micro_knn:

@@ -114,17 +114,17 @@ def _resume(last: Path, student: StudentAffinityNet, opt: torch.optim.Optimizer,
         ckpt = read_checkpoint(last)
     except InputError as exc:
         raise InputError(f"cannot read checkpoint to resume from ({exc.problem}); use another run folder or "
-                         "resume=False", last) from None
+                         "--restart (resume=False) to start afresh", last) from None
     try:
         old_config = TrainConfig.from_dict(ckpt.training["train_config"])
         old_student = ckpt.config()
     except (TypeError, KeyError, ValueError) as exc:
         raise InputError(f"has a configuration this geopurify cannot read ({type(exc).__name__}: {exc}); "
-                         "use another run folder or resume=False", last) from None
+                         "use another run folder, or --restart (resume=False) to start afresh", last) from None
     same = replace(old_config, save_every=config.save_every) == config and old_student == student.config
     if not same or ckpt.training.get("scenes") != names or "optimizer" not in ckpt.training:
         raise InputError("was written by a run with another configuration or scene list; "
-                         "use another run folder or resume=False", last)
+                         "use another run folder, or --restart (resume=False) to start afresh", last)
     student.load_state_dict(ckpt.student["state_dict"])
     opt.load_state_dict(ckpt.training["optimizer"])
     sched.load_state_dict(ckpt.training["scheduler"])
@@ -214,6 +214,10 @@ def _train(scenes: Sequence[DistillScene], run: Path, student_config: StudentCon
                 gen = torch.Generator().manual_seed(seed_of(config.seed, epoch, i, 1))
                 x, pyramid, pairs = samplers[i].batch(student, gen)
                 loss = info_nce(student(x, pyramid), pairs, config.pairs.temperature)
+                if not bool(torch.isfinite(loss.detach())):
+                    raise InputError(f"training diverged in epoch {epoch + 1}: the loss of scene {scenes[i].name!r} is "
+                                     f"{float(loss.detach())} (lower the learning rate, now {config.lr:g}); the last finite "
+                                     "checkpoint is kept", run)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -227,6 +231,9 @@ def _train(scenes: Sequence[DistillScene], run: Path, student_config: StudentCon
             if (epoch + 1) % config.save_every and epoch + 1 < config.epochs:
                 continue
             vloss = validation_loss(student, val)
+            if not math.isfinite(vloss):
+                raise InputError(f"training diverged in epoch {epoch + 1}: the validation loss is {vloss}; the last "
+                                 "finite checkpoint is kept", run)
             rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_loss": vloss, "seconds": seconds,
                    "iters_per_s": len(losses) / seconds, "anchors_per_s": anchors / seconds,
                    "lr": opt.param_groups[1]["lr"]}
