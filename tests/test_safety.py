@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,3 +218,97 @@ def test_bad_flags_are_one_line_before_any_work(tmp_path):
     assert res.returncode == 2 and "invalid training config" in res.stderr and not (tmp_path / "r").exists()
     with pytest.raises(InputError, match="not found .*a local path"):
         __import__("geopurify").get_text_encoder("minilm", source=str(tmp_path / "no-such-model") + "/")
+
+
+# -- issue #13 items 8, 9, 10: bounded resources, readable errors, tidy outputs --------------------------------
+
+def test_a_checkpoint_config_is_checked_against_its_weights_before_building(tmp_path):
+    import time
+
+    from geopurify.student import build_student, load_student, save_student, student_config
+
+    save_student(build_student(student_config("cpu", 8, hidden=8, embed_dim=8, levels=0), seed=0), tmp_path / "s.pt")
+    state = torch.load(tmp_path / "s.pt", weights_only=True)
+    for field, value, msg in (("blocks", 100_000, "config says blocks=100000 but the weights hold 2"),
+                              ("hidden", 1_000_000, "weights do not match the stored config")):
+        bad = {**state, "config": {**state["config"], field: value}}
+        torch.save(bad, tmp_path / "bad.pt")
+        t = time.perf_counter()
+        with pytest.raises(InputError, match=msg):
+            load_student(tmp_path / "bad.pt")
+        assert time.perf_counter() - t < 5                       # refused, not built
+
+
+def test_pooling_k_is_bounded():
+    from geopurify.segment import PoolingConfig
+    with pytest.raises(ValueError, match="invalid pooling config"):
+        PoolingConfig(k=100_000)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path, caplog):
+    import pickle
+
+    from geopurify import Frame, Scene
+    from geopurify.encoders.maps import DenseFeatures
+    from geopurify.encoders.precomputed import PrecomputedEncoder
+    from geopurify.io.layouts._common import load_npy
+    from geopurify.lifting import LiftedFeatures
+    from geopurify.sim import make_room
+    from geopurify.teachers import get_teacher, teacher_features
+
+    room = make_room(seed=0, density=30)
+    lifted = LiftedFeatures(torch.zeros(room.num_points, 4), torch.ones(room.num_points, dtype=torch.bool),
+                            torch.ones(room.num_points, dtype=torch.int32), "x")
+    lifted.save(tmp_path / "f.npz")
+    (tmp_path / "t.npz").write_bytes((tmp_path / "f.npz").read_bytes()[:500])
+    with pytest.raises(InputError, match="t.npz: not a lifted-features file"):
+        LiftedFeatures.load(tmp_path / "t.npz")
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "feats" / "f0.pt").write_bytes(pickle.dumps(Boom()))
+    frame = Frame("f0", torch.zeros(8, 8, 3, dtype=torch.uint8), np.array([[8.0, 0, 3.5], [0, 8.0, 3.5], [0, 0, 1]]),
+                  np.eye(4))
+    with pytest.raises(InputError, match="f0.pt: not a readable feature map"):
+        PrecomputedEncoder(tmp_path / "feats").encode_frame(frame)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(InputError, match="non-empty float"):
+        DenseFeatures(torch.zeros(0, 4, 3))
+    far = room.coords.clone()
+    far[0] = 1e30
+    with pytest.raises(InputError, match="points span"):
+        Scene("far", far, room.colors, room.normals)
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    np.save(tmp_path / "e.npy", np.zeros((0, 6), np.float32))
+    np.savez(tmp_path / "z.npz", a=np.zeros(3))
+    (tmp_path / "z.npy").write_bytes((tmp_path / "z.npz").read_bytes())
+    for name, msg in (("s.npy", "holds <U1 values"), ("e.npy", "is empty"), ("z.npy", "holds an .npz archive")):
+        with pytest.raises(InputError, match=f"{name}: {msg}"):
+            load_npy(tmp_path / name)
+    teacher = get_teacher("geometric")
+    good = teacher_features(room, teacher, tmp_path / "cache")
+    entry = next((tmp_path / "cache").glob("*.npy"))
+    entry.write_bytes(entry.read_bytes()[:200])                   # a corrupt cache entry is recomputed
+    again = teacher_features(room, teacher, tmp_path / "cache")
+    assert torch.equal(good, again) and "recomputing" in caplog.text
+
+
+def test_outputs_follow_the_umask_and_killed_runs_leave_no_temporaries(tmp_path):
+    from geopurify.student import TrainConfig, student_config, train_student
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+    stale = tmp_path / "run" / ".last.pt.k3j2h1ab.tmp.pt"
+    stale.parent.mkdir()
+    stale.write_bytes(b"half a checkpoint")
+    keep = tmp_path / "run" / "notes.tmp.txt"
+    keep.write_text("mine")
+    train_student([_item()], tmp_path / "run", student_config("cpu", 8, hidden=8, embed_dim=8, levels=0),
+                  TrainConfig(epochs=1, warmup_epochs=0), progress=False)
+    assert not stale.exists() and keep.exists()

@@ -29,6 +29,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())                      # as open() would create it, not mkstemp's 0600
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -37,6 +38,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` leaves when its process is killed
+    (``.<name>.<random>.tmp<suffix>``). Only safe while no other process writes in ``folder`` (hold its
+    :class:`RunLock`)."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp*"):
+        if p.is_file() and re.fullmatch(r"\..+\.[A-Za-z0-9_]{6,}\.tmp.*", p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

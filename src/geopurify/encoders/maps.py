@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from .._validate import as_tensor
+from ..errors import InputError
 
 GATHER_ROWS = 1024
 """Rows gathered from a feature map at a time: a 512-d chunk is 2 MiB, so it stays in cache and its
@@ -44,9 +45,9 @@ class DenseFeatures:
 
     def __post_init__(self) -> None:
         f = self.features
-        if not isinstance(f, torch.Tensor) or f.dim() != 3 or not f.dtype.is_floating_point:
-            raise ValueError(f"dense features must be a float (h, w, D) tensor, got "
-                             f"{getattr(f, 'shape', type(f))}")
+        if not isinstance(f, torch.Tensor) or f.dim() != 3 or not f.dtype.is_floating_point or 0 in f.shape:
+            raise InputError(f"dense features must be a non-empty float (h, w, D) tensor, got "
+                             f"{getattr(f, 'dtype', type(f))} {tuple(getattr(f, 'shape', ()))}")
 
     @property
     def dim(self) -> int:

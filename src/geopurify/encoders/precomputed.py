@@ -63,7 +63,7 @@ class PrecomputedEncoder:
                 arr = torch.from_numpy(np.load(path, allow_pickle=False))
             else:
                 arr = torch.load(path, map_location="cpu", weights_only=True)
-        except (ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to read (pickle refused, truncated, ...) is a bad file
             raise InputError(f"not a readable feature map ({exc})", path) from None
         if not isinstance(arr, torch.Tensor) or arr.dim() != 3 or not arr.dtype.is_floating_point:
             raise InputError(f"expected a float (h, w, D) feature map, got {getattr(arr, 'shape', type(arr))}", path)

@@ -16,6 +16,9 @@ from .._validate import as_tensor
 from ..errors import InputError
 from ..labels import LabelSet
 
+MAX_EXTENT = 10_000.0
+"""The largest extent of a scan in metres (its voxel grid must fit Morton codes at 2 cm)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Scene:
@@ -54,6 +57,10 @@ class Scene:
         if n == 0:
             raise InputError("scene has no points")
         object.__setattr__(self, "coords", coords)
+        extent = float((coords.max(0).values - coords.min(0).values).max())
+        if extent > MAX_EXTENT:
+            raise InputError(f"points span {extent:.3g} m; a scan is at most {MAX_EXTENT:g} m across (a stray point, "
+                             "or coordinates not in metres?)")
         colors = as_tensor("colors", self.colors, torch.float32, (n, 3))
         if bool((colors < 0).any() | (colors > 1).any()):
             raise InputError("colors must lie in [0, 1] (sRGB); divide 8-bit colours by 255")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ class LiftedFeatures:
             raise InputError("file not found", path) from None
         except InputError as exc:
             raise exc.at(path) from None
-        except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise InputError(f"not a lifted-features file ({type(exc).__name__}: {exc})", path) from None
         if num_points is not None and out.num_points != num_points:
             raise InputError(f"has features for {out.num_points} points but the scene has {num_points}", path)

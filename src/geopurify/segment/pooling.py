@@ -26,13 +26,16 @@ import torch
 from .._validate import finite_fields
 from ..geometry import knn
 
+MAX_K = 1024
+"""The most neighbours per voxel: the graph holds M x K weights (K=1024 on 200k voxels: 1.6 GB)."""
+
 
 @dataclass(frozen=True)
 class PoolingConfig:
     """Geometry-Guided Pooling settings; defaults as upstream.
 
     Attributes:
-        k: neighbours per voxel (K).
+        k: neighbours per voxel (K, 1 to 1024; fewer when a scene has fewer voxels).
         sharpen: affinity sharpening ``s``.
         steps: pooling products ``T``.
         alpha: residual weight of the input features ``a``.
@@ -45,7 +48,7 @@ class PoolingConfig:
 
     def __post_init__(self) -> None:
         finite_fields(self)
-        if self.k < 1 or self.steps < 0 or not 0.0 <= self.alpha <= 1.0:
+        if not 1 <= self.k <= MAX_K or self.steps < 0 or not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"invalid pooling config {self}")
 
 

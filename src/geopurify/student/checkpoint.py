@@ -93,10 +93,28 @@ class Checkpoint:
             return FeatureSource.from_dict(self.student["features"])
         return FeatureSource("unknown", int(self.student["config"]["semantic_dim"]))
 
+    def _check_size(self, config: StudentConfig) -> None:
+        """The config must describe the stored weights before anything is allocated (a config claiming
+        100,000 blocks beside a few MB of weights is refused, not built)."""
+        sd = self.student["state_dict"]
+        for field_name, prefix in (("blocks", "blocks."), ("levels", "down.")):
+            stored = len({k.split(".")[1] for k in sd if k.startswith(prefix)})
+            if stored != getattr(config, field_name):
+                raise InputError(f"its config says {field_name}={getattr(config, field_name)} but the weights hold "
+                                 f"{stored}", self.path)
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in StudentAffinityNet(config).state_dict().items()}
+        stored_shapes = {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)}
+        if shapes != stored_shapes:
+            diff = sorted(set(shapes.items()) ^ set(stored_shapes.items()))[:3]
+            raise InputError(f"weights do not match the stored config (e.g. {diff})", self.path)
+
     def build(self) -> StudentAffinityNet:
         """The student with its weights, voxel size and feature source (train mode, on CPU)."""
+        config = self.config()
+        self._check_size(config)
         try:
-            model = StudentAffinityNet(self.config(), voxel_size=self.voxel_size, features=self.features)
+            model = StudentAffinityNet(config, voxel_size=self.voxel_size, features=self.features)
         except (TypeError, ValueError) as exc:
             raise InputError(f"unreadable student record ({exc})", self.path) from None
         bad = [k for k, v in self.student["state_dict"].items() if isinstance(v, torch.Tensor) and not all_finite(v)]

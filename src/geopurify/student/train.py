@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .._fileio import RunLock
+from .._fileio import RunLock, remove_stale_temporaries
 from ..errors import InputError
 from .checkpoint import read_checkpoint, save_training_checkpoint
 from .config import TrainConfig
@@ -178,6 +178,8 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     with RunLock(run):
+        for p in remove_stale_temporaries(run):
+            log.warning("removed %s, left by a run that was killed while writing", p)
         return _train(scenes, run, student_config, config, val_scenes, torch.device(device), resume, progress)
 
 

@@ -84,10 +84,13 @@ def teacher_features(scene: Scene, teacher: Teacher, cache_dir: str | os.PathLik
     if cache_dir is not None:
         path = output_path(cache_dir, f"{scene.name}.{safe_name(teacher.name)}.{_cache_key(scene, teacher)}.npy")
         if path.is_file():
-            feats = torch.from_numpy(np.load(path))
-            if feats.shape[0] == scene.num_points:
-                return feats
-            log.warning("ignoring cache entry %s: wrong point count", path)
+            try:
+                feats = torch.from_numpy(np.load(path, allow_pickle=False))
+                if feats.dim() == 2 and feats.shape[0] == scene.num_points and all_finite(feats):
+                    return feats
+                log.warning("recomputing %s: the cache entry has shape %s or NaN", path, tuple(feats.shape))
+            except (ValueError, OSError, EOFError) as exc:
+                log.warning("recomputing %s: unreadable cache entry (%s)", path, exc)
     feats = teacher(scene)
     if feats.dim() != 2 or feats.shape[0] != scene.num_points:
         raise InputError(f"teacher {teacher.name!r} returned shape {tuple(feats.shape)} for "

@@ -42,11 +42,19 @@ class Scan:
 def load_npy(path: Path) -> np.ndarray:
     """``np.load`` without pickles; errors name the file."""
     try:
-        return np.load(path, allow_pickle=False)
+        arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"not a readable .npy array ({exc})", path) from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise InputError("holds an .npz archive, not one .npy array", path)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"holds {arr.dtype} values, expected numbers", path)
+    if arr.size == 0:
+        raise InputError(f"is empty (shape {arr.shape})", path)
+    return arr
 
 
 def map_labels_at(path: Path, ids: np.ndarray, label_set: LabelSet) -> torch.Tensor:
