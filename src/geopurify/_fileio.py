@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -26,18 +27,42 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         >>> with atomic_path("out/labels.npy") as tmp:   # doctest: +SKIP
         ...     np.save(tmp, labels)
     """
+    with atomic_paths(path) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together: yield one temporary path each; when the block
+    succeeds, move them all into place, in the order given (put a manifest last); when it raises, remove
+    every temporary file and leave all targets untouched."""
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(_temporary(Path(p))) for p in paths]
+        yield tmps
+        for tmp, p in zip(tmps, paths):
+            os.replace(tmp, p)
+
+
+@contextlib.contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())                      # as open() would create it, not mkstemp's 0600
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield Path(tmp_name)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)            # gone after a successful move, or on failure
+
+
+def file_digest(path: str | os.PathLike[str]) -> dict[str, object]:
+    """``{"bytes": size, "sha256": hex}`` of a file (what a manifest records)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"bytes": Path(path).stat().st_size, "sha256": h.hexdigest()}
 
 
 def _umask() -> int:

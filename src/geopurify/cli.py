@@ -142,7 +142,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     scan, vocab = _scan(args), _vocab(args)
     if not vocab:
         raise InputError("give --vocab: a label set, a file with one class per line, or 'chair,table,...'")
-    lifted = LiftedFeatures.load(args.features, num_points=scan.scene.num_points) if args.features else None
+    lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
     encoder = None if lifted is not None else _encoder(args)
     if lifted is None and encoder is None:
         raise InputError("give --features (lifted features of the scan) or --encoder NAME --source ... to lift now")

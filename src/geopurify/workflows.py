@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._fileio import atomic_path, atomic_write_text, output_path
+from ._fileio import atomic_paths, file_digest, output_path
 from .encoders import ImageEncoder, TextEncoder, get_encoder, get_text_encoder
 from .errors import InputError
 from .evaluation import Evaluation, evaluate
@@ -177,7 +177,9 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
             purify: bool = True, other_threshold: float | None = None, progress: bool = True) -> SegmentOutput:
     """``geopurify segment``: label every point with ``vocabulary`` (lifting with the segmenter's encoder
     when no ``lifted`` features are given) and write ``<scene>_labels.npy`` (vocabulary index, -1 = other),
-    a coloured ``<scene>_labels.ply`` and ``<scene>_summary.json`` into ``out``."""
+    a coloured ``<scene>_labels.ply`` and ``<scene>_summary.json`` into ``out``. The three are moved into
+    place together, the summary last; it records the other two's sizes and SHA-256, so a summary that does
+    not match them marks an interrupted write."""
     scene = scan.scene
     if text_embeddings is not None and len(text_embeddings) != len(vocabulary):
         raise InputError(f"{len(text_embeddings)} text embeddings for a vocabulary of {len(vocabulary)} classes")
@@ -188,10 +190,6 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
     labels = result.labels.numpy().astype(np.int64)
     npy, ply, summary_path = (output_path(out, f"{scene.name}{suffix}")
                               for suffix in ("_labels.npy", "_labels.ply", "_summary.json"))
-    with atomic_path(npy) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, labels)
-    write_label_ply(ply, scene.coords.numpy(), labels, len(vocabulary))
     counts = np.bincount(labels[labels >= 0], minlength=len(vocabulary))
     p = segmenter.pooling
     student = segmenter.student
@@ -201,7 +199,13 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
             "vocabulary": vocabulary, "points_per_class": {v: int(c) for v, c in zip(vocabulary, counts)},
             "other": int((labels < 0).sum()),
             "pooling": {"k": p.k, "steps": p.steps, "sharpen": p.sharpen, "alpha": p.alpha}}
-    atomic_write_text(summary_path, json.dumps(info, indent=1))
+    # the three files move into place together, the summary (with the others' sizes and checksums) last
+    with atomic_paths(npy, ply, summary_path) as (t_npy, t_ply, t_summary):
+        with open(t_npy, "wb") as fh:
+            np.save(fh, labels)
+        write_label_ply(t_ply, scene.coords.numpy(), labels, len(vocabulary))
+        info["files"] = {npy.name: file_digest(t_npy), ply.name: file_digest(t_ply)}
+        t_summary.write_text(json.dumps(info, indent=1), encoding="utf-8")
     return SegmentOutput(npy, ply, summary_path, info)
 
 
@@ -215,7 +219,7 @@ def evaluate_scans(scans: Sequence[str], features: str | os.PathLike[str], segme
     def items() -> Iterator[tuple[Any, LiftedFeatures]]:
         for p in scan_paths(scans):
             scene = load_scan(p, layout=layout, **opts).scene
-            yield scene, LiftedFeatures.load(lifted_path(features, scene.name), num_points=scene.num_points)
+            yield scene, LiftedFeatures.load(lifted_path(features, scene.name), scene=scene)
     methods = ("direct", "purified") if purify else ("direct",)
     return evaluate(items(), get_label_set(label_set or "scannet20"), segmenter=segmenter,
                     student=segmenter.student, text_embeddings=text_embeddings, methods=methods)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,15 @@ from ..errors import InputError
 
 def _open(path: Path) -> Image.Image:
     try:
-        img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)   # > 89 Mpx: refuse, do not decode
+            img = Image.open(path)
+            img.load()
         return img
     except FileNotFoundError:
         raise InputError("file not found", path) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InputError(f"image too large to decode safely ({exc})", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"not a readable image ({exc})", path) from None
 
@@ -47,6 +52,8 @@ def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, .
     raw = np.asarray(img)
     if raw.ndim != 2 or raw.dtype.kind not in "ui":
         raise InputError(f"depth must be a single-channel integer image, got mode {img.mode}", path)
+    if raw.dtype.itemsize < 2:
+        raise InputError(f"8-bit depth image (mode {img.mode}): depth must be 16-bit, in units of 1/{scale:g} m", path)
     raw = raw.astype(np.int64)
     depth = (raw / float(scale)).astype(np.float32)
     if invalid:

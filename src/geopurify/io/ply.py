@@ -43,6 +43,8 @@ def read_ply(path: str | os.PathLike[str]) -> PlyContents:
             non-finite coordinates; face indices out of range.
     """
     path = Path(path)
+    if path.is_file():
+        _check_header(path)
     try:
         ply = PlyData.read(str(path))
     except FileNotFoundError:
@@ -85,6 +87,42 @@ def read_ply(path: str | os.PathLike[str]) -> PlyContents:
         if faces.size and (faces.min() < 0 or faces.max() >= len(xyz)):
             raise InputError(f"face indices out of range 0..{len(xyz) - 1}", path)
     return PlyContents(xyz=xyz, rgb=rgb, normals=normals, faces=faces, properties=props)
+
+
+_SIZES = {"char": 1, "uchar": 1, "int8": 1, "uint8": 1, "short": 2, "ushort": 2, "int16": 2, "uint16": 2,
+          "int": 4, "uint": 4, "int32": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _check_header(path: Path) -> None:
+    """Element counts must fit the file's size (checked before anything is allocated), and an ASCII body
+    must not hold more rows than the header declares (plyfile would drop them silently)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return                                          # plyfile names what is wrong
+    body_start = head.index(b"\n", end) + 1 if b"\n" in head[end:] else len(head)
+    fmt, elements = "", []                              # [name, count, min bytes per row]
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        w = line.split()
+        if w[:1] == ["format"] and len(w) > 1:
+            fmt = w[1]
+        elif w[:1] == ["element"] and len(w) == 3 and w[2].isdigit():
+            elements.append([w[1], int(w[2]), 0])
+        elif w[:1] == ["property"] and elements and len(w) >= 3:
+            kind = w[2] if w[1] == "list" else w[1]
+            elements[-1][2] += 2 if fmt == "ascii" else _SIZES.get(kind, 1)
+    available = path.stat().st_size - body_start
+    need = sum(count * max(1, row) for _, count, row in elements)
+    if need > available:
+        declared = ", ".join(f"{c:,} {n}" for n, c, _ in elements)
+        raise InputError(f"truncated or corrupt PLY: its header declares {declared} elements, more than the "
+                         f"{available:,} bytes after it can hold", path)
+    if fmt == "ascii" and available < (64 << 20):
+        rows = sum(1 for line in path.read_bytes()[body_start:].splitlines() if line.strip())
+        declared = sum(count for _, count, _ in elements)
+        if rows > declared:
+            raise InputError(f"has {rows:,} data rows but its header declares {declared:,}", path)
 
 
 def _triangulate(polys: np.ndarray, path: Path) -> np.ndarray:

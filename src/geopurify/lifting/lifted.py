@@ -22,6 +22,7 @@ from .._fileio import atomic_path
 from .._validate import all_finite
 from ..errors import InputError
 from ..geometry import knn
+from ..io.scene import Scene
 
 FORMAT_VERSION = 1
 
@@ -121,6 +122,17 @@ class LiftedFeatures:
         return FeatureSource(self.encoder, self.dim, s.get("text_encoder"), None if vocab is None else tuple(vocab),
                              (s.get("lift") or {}).get("fusion"))
 
+    def check_scene(self, scene: Scene, path: str | os.PathLike[str] | None = None) -> None:
+        """Raise :class:`InputError` when these features were lifted for another point cloud (their recorded
+        fingerprint differs from ``scene.fingerprint``; features without one are only checked by size)."""
+        if self.num_points != scene.num_points:
+            raise InputError(f"has features for {self.num_points} points but the scene has {scene.num_points} "
+                             f"({scene.name})", path)
+        fp = self.settings.get("fingerprint")
+        if fp is not None and fp != scene.fingerprint:
+            raise InputError(f"these features were lifted for scene {self.settings.get('scene')!r}, another point "
+                             f"cloud than {scene.name!r} (same number of points, other coordinates)", path)
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the ``.npz`` of the module docstring, atomically."""
         meta = {"format_version": FORMAT_VERSION, "encoder": self.encoder, "settings": self.settings}
@@ -130,8 +142,10 @@ class LiftedFeatures:
                          view_counts=self.view_counts.numpy().astype(np.int32), meta=np.array(json.dumps(meta)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], num_points: int | None = None) -> LiftedFeatures:
-        """Read features written by :meth:`save`; ``num_points`` checks them against a scene.
+    def load(cls, path: str | os.PathLike[str], num_points: int | None = None,
+             scene: Scene | None = None) -> LiftedFeatures:
+        """Read features written by :meth:`save`; ``num_points`` or ``scene`` (:meth:`check_scene`) checks
+        them against a scene.
 
         Raises:
             InputError: missing or malformed file, or a point count other than ``num_points``.
@@ -150,6 +164,8 @@ class LiftedFeatures:
             raise InputError(f"not a lifted-features file ({type(exc).__name__}: {exc})", path) from None
         if num_points is not None and out.num_points != num_points:
             raise InputError(f"has features for {out.num_points} points but the scene has {num_points}", path)
+        if scene is not None:
+            out.check_scene(scene, path)
         return out
 
 

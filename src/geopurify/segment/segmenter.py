@@ -130,6 +130,8 @@ class Segmenter:
         if feats.dim() != 2 or feats.shape[0] != scene.num_points:
             raise InputError(f"features of shape {tuple(feats.shape)} do not fit scene {scene.name!r} "
                              f"with {scene.num_points} points")
+        if isinstance(lifted, LiftedFeatures):
+            lifted.check_scene(scene)
         student = student if student is not None else self.student
         voxel_size = self.voxel_size
         if student is not None:

@@ -104,7 +104,7 @@ def prepare_scene(path: str | os.PathLike[str], features_dir: str | os.PathLike[
     scene = scan.scene
     fpath = lifted_path(features_dir, scene.name)
     if fpath.is_file():
-        lifted = LiftedFeatures.load(fpath, num_points=scene.num_points)
+        lifted = LiftedFeatures.load(fpath, scene=scene)
     elif lift is not None:
         log.info("lifting features for %s (no %s yet)", scene.name, fpath)
         lifted = lift(scan)

@@ -39,14 +39,30 @@ class Scan:
     normals_estimated: bool = False
 
 
+def _check_npy_header(path: Path) -> None:
+    """An ``.npy`` header must not claim more data than the file holds (checked before allocating)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            data = path.stat().st_size - fh.tell()
+    except Exception:  # noqa: BLE001 - numpy's header parser raises anything on garbage; np.load reports it
+        return
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if need > data:
+        raise InputError(f"its header claims a {shape} {dtype} array ({need:,} bytes) but the file holds {data:,}", path)
+
+
 def load_npy(path: Path) -> np.ndarray:
     """``np.load`` without pickles; errors name the file."""
+    _check_npy_header(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError("file not found", path) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"not a readable .npy array ({exc})", path) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse untrusted bytes is a bad file
+        raise InputError(f"not a readable .npy array ({type(exc).__name__}: {exc})", path) from None
     if not isinstance(arr, np.ndarray):
         arr.close()
         raise InputError("holds an .npz archive, not one .npy array", path)
@@ -58,9 +74,17 @@ def load_npy(path: Path) -> np.ndarray:
 
 
 def map_labels_at(path: Path, ids: np.ndarray, label_set: LabelSet) -> torch.Tensor:
-    """:func:`~geopurify.labels.map_source_ids`, with errors naming ``path``."""
+    """:func:`~geopurify.labels.map_source_ids`, with errors naming ``path``. Float ids are accepted only
+    when every one is a whole number (with a warning); other non-integer ids are an error."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind == "f":
+        if not np.isfinite(ids).all() or not (ids == np.round(ids)).all():
+            raise InputError(f"label ids are {ids.dtype} values that are not whole numbers", path)
+        log.warning("%s: label ids are stored as %s; read as integers", path, ids.dtype)
+    elif ids.dtype.kind not in "biu":
+        raise InputError(f"label ids are {ids.dtype} values, expected integers", path)
     try:
-        return label_set.map_source_ids(np.asarray(ids).astype(np.int64))
+        return label_set.map_source_ids(ids.astype(np.int64))
     except InputError as exc:
         raise exc.at(path) from None
 
@@ -91,7 +115,10 @@ def build_scene(path: str | os.PathLike[str], name: str, xyz: np.ndarray, rgb01:
             nrm = torch.from_numpy(np.ascontiguousarray(normals, dtype=np.float32))
             length = nrm.norm(dim=1, keepdim=True)
             # sources store unnormalised or zero normals; renormalise, fall back to +z where degenerate
-            nrm = torch.where(length > 1e-6, nrm / length.clamp_min(1e-6), torch.tensor([0.0, 0.0, 1.0]))
+            ok = length > 1e-6                                # False for NaN too
+            if not bool(ok.all()):
+                log.warning("%s: %d normals are zero, NaN or inf; they were set to +z", path, int((~ok).sum()))
+            nrm = torch.where(ok, nrm / length.clamp_min(1e-6), torch.tensor([0.0, 0.0, 1.0]))
         lab = None if labels is None else torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor)
                                                           else labels).to(torch.int64)
         inst = None if instances is None else torch.from_numpy(np.asarray(instances).astype(np.int64))
