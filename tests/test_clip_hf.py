@@ -100,3 +100,24 @@ def test_encoder_on_cuda_gives_the_cpu_features_back_on_the_cpu(tiny_clip):
     # relative error: cuDNN may run the patch embedding in TF32 (about 3e-4)
     assert float((f_gpu - f_cpu).norm() / f_cpu.norm()) < 2e-3
     assert float((t_gpu - t_cpu).norm() / t_cpu.norm()) < 2e-3
+
+
+def test_an_unloadable_model_folder_is_one_clear_error(tiny_clip, tmp_path):
+    import pickle
+    import shutil
+
+    from geopurify import InputError
+
+    bad = tmp_path / "bad-clip"
+    shutil.copytree(tiny_clip, bad)
+    for f in bad.glob("*.safetensors"):
+        f.unlink()
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    (bad / "pytorch_model.bin").write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(InputError, match="bad-clip: cannot load a CLIP model"):
+        get_encoder("clip-hf", source=bad)
+    with pytest.raises(InputError, match="CLIP model folder not found"):
+        get_encoder("clip-hf", source=str(tmp_path / "missing") + "/")

@@ -160,10 +160,12 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError("exists and is not a folder", path)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"cannot write here: {parent} is not a folder", path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"cannot write here: {folder} is not a folder", path)
+            if not os.access(folder, os.W_OK):
+                raise InputError(f"cannot write here: {folder} is not writable", path)
             break
     return path
 

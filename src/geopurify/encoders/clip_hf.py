@@ -21,6 +21,7 @@ import torch
 
 from .._optional import require
 from .._validate import check_source
+from ..errors import InputError
 from ..io.frames import Frame
 from .base import TextEncoder
 from .maps import DenseFeatures
@@ -53,9 +54,12 @@ class ClipHFEncoder:
                  template: str = DEFAULT_TEMPLATE, text_encoder: TextEncoder | None = None) -> None:
         check_source(source, "CLIP model folder")
         transformers = require("transformers", "clip", feature="the clip-hf encoder")
-        model = source
-        self.model = transformers.CLIPModel.from_pretrained(str(model)).eval().requires_grad_(False).to(device)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model))
+        try:
+            self.model = transformers.CLIPModel.from_pretrained(str(source)).eval().requires_grad_(False).to(device)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
+        except Exception as exc:  # noqa: BLE001 - unreadable, refused (pickled weights) or incomplete model folder
+            raise InputError(f"cannot load a CLIP model ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})",
+                             source) from None
         self.source = str(source)
         self.device = device
         vcfg = self.model.config.vision_config
@@ -63,7 +67,7 @@ class ClipHFEncoder:
         self.short_side = int(short_side or vcfg.image_size)
         self.template = template
         self.mean, self.std = CLIP_MEAN, CLIP_STD
-        pre = Path(str(model)) / "preprocessor_config.json"
+        pre = Path(str(source)) / "preprocessor_config.json"
         if pre.is_file():
             cfg = json.loads(pre.read_text())
             self.mean, self.std = tuple(cfg.get("image_mean", self.mean)), tuple(cfg.get("image_std", self.std))

@@ -109,7 +109,10 @@ def read_sevenscenes(path: str | Path, *, frame_step: int = 1, cloud_frame_step:
     root = Path(path)
     frames = read_sevenscenes_frames(root, frame_step=frame_step)
     cloud_frames = read_sevenscenes_frames(root, frame_step=cloud_frame_step)
-    xyz, rgb = fuse_depth_frames(cloud_frames, voxel_size=voxel_size)
+    try:
+        xyz, rgb = fuse_depth_frames(cloud_frames, voxel_size=voxel_size)
+    except InputError as exc:
+        raise exc.at(path) from None
     viewpoints = cloud_frames.poses[:, :3, 3].to(torch.float32)
     scene, est = build_scene(root, root.name, xyz.numpy(), rgb.numpy(), None, viewpoint=viewpoints)
     return Scan(scene, frames, "7scenes", root, normals_estimated=est)
