@@ -402,3 +402,14 @@ def test_segment_outputs_move_in_together_or_not_at_all(tmp_path, monkeypatch):
         wf.segment(scan, seg, ["chair", "sofa"], tmp_path / "seg", progress=False)
     after = {p.name: p.read_bytes() for p in (tmp_path / "seg").iterdir()}
     assert after == before                                   # no new labels beside an old summary, no temporaries
+
+
+def test_a_bad_instance_file_is_named(tmp_path, shared_data):
+    from geopurify.io.layouts import load_scan as load
+
+    for suffix in ("_vert.npy", "_sem_label.npy"):
+        shutil_copy = (shared_data / "scannet50k" / f"scene0000_00{suffix}").read_bytes()
+        (tmp_path / f"scene0000_00{suffix}").write_bytes(shutil_copy)
+    np.save(tmp_path / "scene0000_00_ins_label.npy", np.full(50_000, -5, np.int64))
+    with pytest.raises(InputError, match="scene0000_00_ins_label.npy: instance ids must be non-negative"):
+        load(tmp_path / "scene0000_00")

@@ -75,6 +75,8 @@ def _vert_labels(vert_path: Path, sem_path: Path, ins_path: Path, name: str, lab
         ins = load_npy(ins_path)
         if ins.shape != (n,):
             raise InputError(f"has {ins.shape} instance ids for {n} points", ins_path)
+        if ins.dtype.kind not in "iu" or (ins < 0).any():
+            raise InputError(f"instance ids must be non-negative integers (0 = none), got {ins.dtype}", ins_path)
         instances = _instances(ins)
     rgb = vert[:, 3:6].astype(np.float32)
     if rgb.min() < 0 or rgb.max() > 255:
