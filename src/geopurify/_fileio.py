@@ -10,7 +10,7 @@ import os
 import re
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -141,14 +141,19 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if (path.exists() or path.is_symlink()) and not path.is_file():
         raise InputError("exists and is not a regular file; refusing to replace it", path)
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"cannot write here: {parent} is not a folder", path)
-            if not os.access(parent, os.W_OK):
-                raise InputError(f"cannot write here: {parent} is not writable", path)
-            break
+    _check_first_existing(path, path.parents)
     return path
+
+
+def _check_first_existing(path: Path, folders: Iterable[Path]) -> None:
+    """The first of ``folders`` that exists must be a writable folder (where ``path`` will be created)."""
+    for folder in folders:
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"cannot write here: {folder} is not a folder", path)
+            if not os.access(folder, os.W_OK):
+                raise InputError(f"cannot write here: {folder} is not writable", path)
+            return
 
 
 def check_output_dir(path: str | os.PathLike[str]) -> Path:
@@ -160,13 +165,7 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError("exists and is not a folder", path)
-    for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise InputError(f"cannot write here: {folder} is not a folder", path)
-            if not os.access(folder, os.W_OK):
-                raise InputError(f"cannot write here: {folder} is not writable", path)
-            break
+    _check_first_existing(path, (path, *path.parents))
     return path
 
 
