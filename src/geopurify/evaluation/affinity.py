@@ -34,7 +34,7 @@ def affinity_purity(embeddings: torch.Tensor | None, centers: torch.Tensor, inst
                     sharpen: float = 20.0, neighbors: torch.Tensor | None = None) -> float:
     """Mean share of each voxel's pooling weight that stays inside its own instance.
 
-    With ``A = softmax(sharpen * cos)`` over the K nearest voxels (:mod:`geopurify.pooling`):
+    With ``A = softmax(sharpen * cos)`` over the K nearest voxels (:mod:`geopurify.segment.pooling`):
     ``mean_i sum_{j in N(i), inst_j = inst_i} A_ij`` over voxels with an instance (``>= 0``).
     ``embeddings=None`` gives uniform weights (plain spatial kNN). Instance ids are for evaluation only.
     """

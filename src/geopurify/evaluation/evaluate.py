@@ -1,6 +1,6 @@
 """Evaluation over scenes: direct projection vs purified, on all points and on the points frames saw.
 
-Confusion matrices are accumulated over all scenes (:class:`~geopurify.metrics.ConfusionMatrix`), then
+Confusion matrices are accumulated over all scenes (:class:`~geopurify.evaluation.ConfusionMatrix`), then
 scored over the label set's evaluated classes (ScanNet20: 19, otherfurniture excluded as upstream).
 The vocabulary is the evaluated classes' names, in label-set order.
 """

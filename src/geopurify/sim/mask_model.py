@@ -169,7 +169,7 @@ def simulate_lifting(scene, class_embeddings: torch.Tensor, *, noise: MaskModelN
     lift the masks with the real lifting code (consensus fusion over the label set's classes).
 
     Args:
-        scene: a labelled :class:`~geopurify.scene.Scene` (labels and instances).
+        scene: a labelled :class:`~geopurify.io.Scene` (labels and instances).
         class_embeddings: ``(C, D)`` unit embedding of every class of ``scene.label_set`` (for example
             MiniLM embeddings of the class names, or fixed random prototypes): a mask named ``c``
             gets row ``c``, and consensus fusion scores views against the scored classes' rows.

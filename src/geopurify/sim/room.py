@@ -122,7 +122,7 @@ def make_room(seed: int = 0, density: float = 500.0, size: tuple[float, float, f
             ``y = 0, D``.
         color_noise: standard deviation of per-point colour noise.
     Returns:
-        A :class:`~geopurify.scene.Scene` named ``room-<seed>`` with ScanNet20 labels and instances.
+        A :class:`~geopurify.io.Scene` named ``room-<seed>`` with ScanNet20 labels and instances.
     """
     rng = np.random.default_rng(seed)
     W, D, H = size

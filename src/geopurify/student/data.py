@@ -124,7 +124,7 @@ def seed_of(*parts: int) -> int:
 
 
 class SceneSampler:
-    """A training scene's canonical voxel grid and its memoised :class:`~geopurify.distill.PairTable`."""
+    """A training scene's canonical voxel grid and its memoised :class:`~geopurify.student.distill.PairTable`."""
 
     def __init__(self, item: DistillScene, config: TrainConfig, device: torch.device) -> None:
         self.item, self.config, self.device = item, config, device
@@ -139,7 +139,7 @@ class SceneSampler:
 
     def batch(self, student: StudentAffinityNet,
               generator: torch.Generator | None) -> tuple[torch.Tensor, SparsePyramid, Pairs]:
-        """Student input, its :class:`~geopurify.sparse.SparsePyramid` and pairs; augmented when
+        """Student input, its :class:`~geopurify.student.sparse.SparsePyramid` and pairs; augmented when
         ``generator`` is given and enabled.
         Without a generator the pairs are a fixed draw (for validation)."""
         sc, grid = self.item.scene, self.grid

@@ -12,7 +12,7 @@ Network: stem (sparse conv, ``stem_kernel``) -> norm -> ReLU, ``blocks`` residua
 With ``levels = L > 0`` (not upstream's) the network is a small U-Net: after the blocks, the features
 are mean-pooled to voxels twice as large, ``L`` times, with one residual block at each coarse level,
 then brought back level by level (copied to the children, concatenated with that level's features,
-1x1 conv, norm, ReLU) before the head (:class:`~geopurify.sparse.SparsePyramid`). Why: the plain
+1x1 conv, norm, ReLU) before the head (:class:`~geopurify.student.sparse.SparsePyramid`). Why: the plain
 network's receptive field has a radius of ``2 * blocks`` voxels (+1 with a k=3 stem): 8 cm for the
 ``cpu`` preset, 18 cm for ``upstream``, while the geometric teacher describes 10-60 cm neighbourhoods;
 a block at level ``l`` adds ``2**(l+1)`` voxels, so three levels add 56 cm.

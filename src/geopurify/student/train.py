@@ -1,7 +1,7 @@
 """Training the student by contrastive distillation: a plain, resumable, deterministic loop.
 
 One iteration = one scene: augment (training only), voxelise at 2 cm, build the student input on the
-**whole** voxel grid, embed every voxel, sample pairs from the teacher (:mod:`geopurify.distill`) and
+**whole** voxel grid, embed every voxel, sample pairs from the teacher (:mod:`geopurify.student.distill`) and
 take one AdamW step on their InfoNCE loss. The student sees the whole scene as context, as at
 inference; the official code feeds it only the sampled voxels, so its training and test inputs differ.
 

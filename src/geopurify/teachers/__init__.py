@@ -1,6 +1,6 @@
 """3D teachers: frozen per-point feature extractors whose similarities supervise the student.
 
-A :class:`Teacher` maps a :class:`~geopurify.scene.Scene` to per-point features ``(N, D) float32``
+A :class:`Teacher` maps a :class:`~geopurify.io.Scene` to per-point features ``(N, D) float32``
 (L2-normalised rows; only cosine similarities are used). Built-ins:
 
 ===============  ===========================================================================

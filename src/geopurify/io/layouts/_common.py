@@ -17,7 +17,7 @@ from ...labels import LabelSet
 from ..frames import Frames
 from ..scene import Scene
 
-log = logging.getLogger("geopurify.datasets")
+log = logging.getLogger("geopurify.io")
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,7 +27,7 @@ class Scan:
     Attributes:
         scene: the point cloud.
         frames: posed colour(-depth) frames, lazily loaded; ``None`` when the layout has none.
-        layout: the reader that produced it (a key of :data:`geopurify.datasets.LAYOUTS`).
+        layout: the reader that produced it (a key of :data:`geopurify.io.LAYOUTS`).
         path: what was read.
         normals_estimated: True when the source had no normals and they were estimated.
     """

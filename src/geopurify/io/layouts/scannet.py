@@ -33,7 +33,7 @@ from ..ply import read_ply
 from ..text import read_matrix
 from ._common import Scan, build_scene, load_npy, map_labels_at, numeric_stem
 
-log = logging.getLogger("geopurify.datasets")
+log = logging.getLogger("geopurify.io")
 
 SCANNET_FRAME_STEP = 20  # upstream keeps every 20th frame
 
