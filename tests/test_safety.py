@@ -251,7 +251,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path, caplog):
     from geopurify import Frame, Scene
     from geopurify.encoders.maps import DenseFeatures
     from geopurify.encoders.precomputed import PrecomputedEncoder
-    from geopurify.io.layouts._common import load_npy
+    from geopurify.io.arrays import load_npy
     from geopurify.lifting import LiftedFeatures
     from geopurify.sim import make_room
     from geopurify.teachers import get_teacher, teacher_features
@@ -315,7 +315,7 @@ def test_outputs_follow_the_umask_and_killed_runs_leave_no_temporaries(tmp_path)
 
 
 def test_headers_that_claim_more_than_the_file_holds_are_refused_before_allocating(tmp_path):
-    from geopurify.io.layouts._common import load_npy
+    from geopurify.io.arrays import load_npy
     from geopurify.io.ply import read_ply
 
     (tmp_path / "huge.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1000000000000\nproperty float x\n"

@@ -8,14 +8,13 @@ naming it), never the others.
 from __future__ import annotations
 
 import inspect
-import logging
+import os
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from .errors import InputError, PluginError, UnknownNameError
 
-log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -57,20 +56,33 @@ class Registry(Generic[F]):
                               f"{type(exc).__name__}: {exc}") from exc
 
     def build(self, name: str, **options: Any) -> Any:
-        """``get(name)(**options)``, after checking the options against the factory's signature.
+        """``get(name)(**options)``, after :func:`check_options`.
 
         Raises:
             InputError: an option the factory does not take (the message lists those it takes).
         """
         factory = self.get(name)
-        try:
-            params = inspect.signature(factory).parameters
-        except (TypeError, ValueError):                     # no introspectable signature: let it check
-            params = None
-        if params is not None and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            unknown = sorted(set(options) - set(params))
-            if unknown:
-                takes = [k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-                raise InputError(f"the {self.kind} {name!r} does not take {', '.join(unknown)} "
-                                 f"(it takes: {', '.join(takes) or 'no options'})")
+        check_options(factory, options, f"the {self.kind} {name!r}")
         return factory(**options)
+
+
+def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str, *, positional: int = 0,
+                  path: str | os.PathLike[str] | None = None) -> None:
+    """Refuse keyword ``options`` that ``factory``'s signature does not take, before calling it (a factory
+    taking ``**kwargs``, or without a signature, checks for itself). ``positional``: leading parameters the
+    caller passes itself, left out of the list of options in the message.
+
+    Raises:
+        InputError: ``"<what> does not take X (it takes: ...)"``, naming ``path`` when given.
+    """
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        takes = [k for k, p in list(params.items())[positional:] if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        raise InputError(f"{what} does not take {', '.join(unknown)} (it takes: {', '.join(takes) or 'no options'})",
+                         path)

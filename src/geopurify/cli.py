@@ -18,7 +18,6 @@ from ._argparse import add_config_flags, add_device_flag, config_from_args
 from ._fileio import check_output_dir, check_output_file
 from .errors import GeopurifyError, InputError
 
-log = logging.getLogger("geopurify")
 LIFT_FIELDS = ["fusion", "depth_tolerance", "border", "frame_step"]
 TRAIN_FIELDS = ["epochs", "warmup_epochs", "lr", "seed", "augment", "semantic_weight", "save_every"]
 PAIR_FIELDS = ["anchors", "micro_max_similarity"]

@@ -22,6 +22,7 @@ from .encoders import ImageEncoder, TextEncoder, get_encoder, get_text_encoder
 from .errors import InputError
 from .evaluation import Evaluation, evaluate
 from .io import Scan, load_scan
+from .io.arrays import load_npy
 from .labels import get_label_set
 from .lifting import LiftConfig, LiftedFeatures, import_features, lift_scan
 from .segment import PoolingConfig, Segmenter
@@ -109,10 +110,7 @@ def read_text_embeddings(path: str | os.PathLike[str]) -> torch.Tensor:
         InputError: unreadable file or not a 2-D array.
     """
     path = Path(path)
-    try:
-        emb = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read text embeddings ({exc})", path) from None
+    emb = torch.from_numpy(load_npy(path).astype(np.float32))
     if emb.dim() != 2:
         raise InputError(f"text embeddings must be (C, D), got {tuple(emb.shape)}", path)
     return emb

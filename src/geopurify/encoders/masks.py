@@ -15,6 +15,7 @@ pixels no mask keeps are unobserved in that view.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,7 +77,7 @@ class MaskEncoder:
                 classes = [str(c) for c in z["classes"]] if "classes" in z else None
         except FileNotFoundError:
             raise InputError(f"no mask file for frame {frame.name!r}", path) from None
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"not a mask file with 'masks' and 'embeddings' or 'classes' ({exc})", path) from None
         if masks.dim() != 3:
             raise InputError(f"masks must be (K, h, w), got {tuple(masks.shape)}", path)

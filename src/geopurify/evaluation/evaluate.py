@@ -18,7 +18,7 @@ from .._fileio import atomic_write_text
 from ..errors import InputError
 from ..io.scene import Scene
 from ..labels import LabelSet
-from ..lifting.lift import LiftedFeatures
+from ..lifting.lifted import LiftedFeatures
 from ..segment.segmenter import Segmenter
 from ..student.network import StudentAffinityNet
 from .metrics import ConfusionMatrix, SegmentationScores

@@ -4,8 +4,8 @@
   lazily loaded :class:`Frames`;
 * :mod:`.layouts`: :func:`load_scan` and :func:`detect_layout` over the layouts (ScanNet, 7-Scenes,
   Pointcept, ``.pth``, PLY, ...);
-* :mod:`.ply`, :mod:`.images`, :mod:`.text`: PLY point clouds and meshes, colour and depth images,
-  small text matrices; :mod:`.summary`: what ``geopurify info`` prints.
+* :mod:`.ply`, :mod:`.images`, :mod:`.arrays`, :mod:`.text`: PLY point clouds and meshes, colour and depth
+  images, ``.npy`` arrays, small text matrices; :mod:`.summary`: what ``geopurify info`` prints.
 """
 
 from .frames import Frame, Frames, FrameSpec

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 
@@ -87,7 +88,7 @@ class Scene:
                 raise InputError("instance ids must be >= -1 (-1 = no instance)")
             object.__setattr__(self, "instances", instances)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """16 hex digits of the SHA-1 of the float32 coordinates: tells point clouds of equal size apart."""
         return hashlib.sha1(self.coords.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]

@@ -142,7 +142,7 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
         features = fill_from_nearest(scene.coords, features, seen, inplace=True)
     log.info("lifted %d-d features: %d of %d points seen (%.1f%%), %.1f views per seen point",
              features.shape[1], int(seen.sum()), n, 100 * float(seen.float().mean()),
-             float(counts[seen].float().mean()) if bool(seen.any()) else 0.0)
+             float(counts[seen].float().mean()))
     meta = {"lift": asdict(config), "frames": len(sel), "scene": scene.name, "fingerprint": scene.fingerprint,
             **(settings or {})}
     return LiftedFeatures(features.to(torch.float32).contiguous(), seen, counts, encoder_name, meta)

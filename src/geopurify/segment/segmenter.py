@@ -126,21 +126,20 @@ class Segmenter:
         Raises:
             InputError: features that do not fit the scene, or that the student was not trained on.
         """
-        feats = lifted.features if isinstance(lifted, LiftedFeatures) else lifted
+        known = lifted if isinstance(lifted, LiftedFeatures) else None
+        feats = known.features if known is not None else lifted
         if feats.dim() != 2 or feats.shape[0] != scene.num_points:
             raise InputError(f"features of shape {tuple(feats.shape)} do not fit scene {scene.name!r} "
                              f"with {scene.num_points} points")
-        if isinstance(lifted, LiftedFeatures):
-            lifted.check_scene(scene)
+        if known is not None:
+            known.check_scene(scene)
         student = student if student is not None else self.student
         voxel_size = self.voxel_size
         if student is not None:
             voxel_size = student.voxel_size
-            source = lifted.source if isinstance(lifted, LiftedFeatures) else None
-            if source is None:
-                source = FeatureSource("unknown", int(feats.shape[1]))
+            source = known.source if known is not None else FeatureSource("unknown", int(feats.shape[1]))
             student.features.check_matches(source, "the student")
-        self._scene, self._lifted = scene, lifted if isinstance(lifted, LiftedFeatures) else None
+        self._scene, self._lifted = scene, known
         self._features = feats.float()
         grid = voxelize(scene.coords, voxel_size)
         self.grid: VoxelGrid = grid

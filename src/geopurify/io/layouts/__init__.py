@@ -15,12 +15,12 @@ layout                     what ``path`` points at
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..._plugins import check_options
 from ...errors import InputError, UnknownNameError
 from ._common import Scan
 from .generic import read_frames_folder, read_ply_scene
@@ -88,14 +88,8 @@ def load_scan(path: str | os.PathLike[str], *, layout: str | None = None, **opti
     name = layout or detect_layout(path)
     if name not in LAYOUTS:
         raise UnknownNameError(f"unknown layout {name!r}; available: {', '.join(LAYOUTS)}")
-    reader = LAYOUTS[name]
-    accepted = inspect.signature(reader).parameters
-    unknown = sorted(k for k in options if k not in accepted)
-    if unknown:
-        takes = [k for k, v in accepted.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
-        raise InputError(f"the {name} layout does not take {', '.join(unknown)} (it takes: "
-                         f"{', '.join(takes) or 'no options'})", path)
-    return reader(path, **options)
+    check_options(LAYOUTS[name], options, f"the {name} layout", positional=1, path=path)
+    return LAYOUTS[name](path, **options)
 
 
 __all__ = [

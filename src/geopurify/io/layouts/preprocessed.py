@@ -19,7 +19,8 @@ import torch
 
 from ...errors import InputError
 from ...labels import LabelSet, get_label_set
-from ._common import Scan, build_scene, load_npy
+from ..arrays import load_npy
+from ._common import Scan, build_scene
 
 PTH_IGNORE = (255, -100)
 

@@ -28,10 +28,11 @@ from ...camera import check_intrinsics, check_pose
 from ...errors import InputError
 from ...geometry import mesh_vertex_normals
 from ...labels import LabelSet, get_label_set
+from ..arrays import load_npy
 from ..frames import Frames, FrameSpec
 from ..ply import read_ply
 from ..text import read_matrix
-from ._common import Scan, build_scene, load_npy, map_labels_at, numeric_stem
+from ._common import Scan, build_scene, map_labels_at, numeric_stem
 
 log = logging.getLogger("geopurify.io")
 
