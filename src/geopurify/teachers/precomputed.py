@@ -8,6 +8,7 @@ unpooled to the original points). Rows are matched to the scene's points by inde
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 
 from .._fileio import find_in_folder
 from ..errors import InputError
+from ..io.arrays import load_npy
 from ..io.scene import Scene
 
 
@@ -32,14 +34,14 @@ class PrecomputedTeacher:
 
     def __call__(self, scene: Scene) -> torch.Tensor:
         path = self.file_for(scene)
-        try:
-            if path.suffix == ".npz":
+        if path.suffix == ".npy":
+            arr = load_npy(path)
+        else:
+            try:
                 with np.load(path, allow_pickle=False) as z:
                     arr = z["features"]
-            else:
-                arr = np.load(path, allow_pickle=False)
-        except (KeyError, ValueError, OSError) as exc:
-            raise InputError(f"cannot read teacher features ({type(exc).__name__}: {exc})", path) from None
+            except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise InputError(f"cannot read teacher features ({type(exc).__name__}: {exc})", path) from None
         if arr.ndim != 2 or arr.shape[0] != scene.num_points:
             raise InputError(f"teacher features have shape {arr.shape}, expected ({scene.num_points}, D) "
                              f"for scene {scene.name!r}", path)
