@@ -73,7 +73,6 @@ def test_registries_are_never_bypassed_by_name():
 
 
 def test_cli_commands_are_thin():
-    tree = ast.parse((SRC / "cli.py").read_text())
-    sizes = {f.name: f.end_lineno - f.lineno + 1 for f in tree.body
-             if isinstance(f, ast.FunctionDef) and f.name.startswith("_cmd_")}
-    assert len(sizes) == 6 and max(sizes.values()) <= 25, sizes
+    sizes = {f"{path.name}:{f.name}": f.end_lineno - f.lineno + 1 for path in (SRC / "cli").glob("*.py")
+             for f in ast.parse(path.read_text()).body if isinstance(f, ast.FunctionDef) and f.name.startswith("_cmd_")}
+    assert len(sizes) >= 6 and max(sizes.values()) <= 25, sizes
