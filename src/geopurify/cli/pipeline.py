@@ -159,8 +159,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenes", nargs="+", help="training scans (paths, or .txt files listing one path per line)")
     p.add_argument("--features", required=True, help="folder of lifted features, <scene>.npz (from `geopurify lift`)")
     p.add_argument("--out", required=True, help="run folder: checkpoints (last.pt, best.pt), train.log, cache/")
-    p.add_argument("--teacher", default="geometric", help="geometric (default), precomputed, or a plugin")
-    p.add_argument("--teacher-path", help="folder of <scene>.npy features for --teacher precomputed")
+    p.add_argument("--teacher", default="geometric", help="geometric (default), precomputed, sonata, or a plugin")
+    p.add_argument("--teacher-path", help="folder of <scene>.npy features for --teacher precomputed; "
+                   "checkpoint (sonata.pth) or hub id for --teacher sonata")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cpu", help="student size (default cpu)")
     p.add_argument("--norm", choices=("batch", "layer"), help="normalisation layers (default: the preset's)")
     p.add_argument("--levels", type=int, help="coarse levels of a U-Net student (0: the upstream plain network; "

@@ -7,6 +7,8 @@ A :class:`Teacher` maps a :class:`~geopurify.io.Scene` to per-point features ``(
 ``geometric``    class-agnostic multi-scale geometric + colour descriptors; no weights (default)
 ``precomputed``  per-point features from ``<folder>/<scene name>.npy`` or ``.npz`` (e.g. Sonata
                  features computed with its official code on a GPU machine)
+``sonata``       Sonata (PTv3) features from a released checkpoint, in plain PyTorch
+                 (``path=sonata.pth``; :mod:`geopurify.teachers.sonata`)
 ===============  ===========================================================================
 
 Third-party packages add teachers through the entry-point group ``geopurify.teachers`` (a factory
@@ -56,8 +58,14 @@ def _precomputed(**kw: Any) -> Teacher:
     return PrecomputedTeacher(**kw)
 
 
+def _sonata(**kw: Any) -> Teacher:
+    from .sonata import SonataTeacher
+    return SonataTeacher(**kw)
+
+
 TEACHERS: Registry[Callable[..., Teacher]] = Registry("teacher", "geopurify.teachers",
-                                                    {"geometric": _geometric, "precomputed": _precomputed})
+                                                    {"geometric": _geometric, "precomputed": _precomputed,
+                                                     "sonata": _sonata})
 
 
 def get_teacher(name: str, **options: Any) -> Teacher:
