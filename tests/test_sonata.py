@@ -185,3 +185,18 @@ def test_teacher_path_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="cannot read the checkpoint"):
         get_teacher("sonata", path=tmp_path / "junk.pth")
+
+
+def test_released_config_features_on_shared_scan(shared_data: Path) -> None:
+    """The released architecture (random weights: none can be downloaded here) on 5k real points:
+    per point, 1088-d, finite, deterministic."""
+    rec = json.loads((FIXTURES / "sonata_keys.json").read_text())
+    model = PointTransformerV3(PTv3Config.from_dict(rec["config"])).eval()
+    v = np.load(shared_data / "scannet50k" / "scene0000_02_vert.npy")[:5000]
+    xyz = torch.from_numpy(v[:, :3].copy())
+    normals = torch.zeros_like(xyz)
+    normals[:, 2] = 1
+    inp = prepare(xyz, torch.from_numpy(v[:, 3:6] / 255.0).float(), normals)
+    feats = [upcast(model(inp.grid, inp.feat))[inp.inverse] for _ in range(2)]
+    assert feats[0].shape == (5000, 1088)
+    assert bool(torch.isfinite(feats[0]).all()) and torch.equal(feats[0], feats[1])
