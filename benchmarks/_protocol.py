@@ -66,6 +66,7 @@ class Protocol:
     scenes: dict[str, Scene]
     lifted: dict[str, LiftedFeatures]
     lift_seconds: float
+    teacher: tuple[str, dict] = ("geometric", {})   # registry name and options (--teacher, --teacher-path)
 
     @cached_property
     def text(self) -> object:
@@ -81,8 +82,9 @@ class Protocol:
 
     @cached_property
     def teacher_features(self) -> dict[str, torch.Tensor]:
-        """Geometric teacher features of every scan (computed once, cached on disk and here)."""
-        teacher = get_teacher("geometric")
+        """Teacher features of every scan (geometric unless ``teacher`` says otherwise; computed once,
+        cached on disk and here)."""
+        teacher = get_teacher(self.teacher[0], **self.teacher[1])
         return {n: teacher_features(self.scenes[n], teacher, self.cache / "teacher") for n in self.names}
 
     def train(self, train: list[str], args: argparse.Namespace) -> TrainResult:
@@ -103,6 +105,7 @@ class Protocol:
         overrides = {} if args.levels is None else {"levels": args.levels}
         scfg = student_config(args.preset, self.lifted[train[0]].dim, **overrides)
         name += f"-L{scfg.levels}" if scfg.levels else ""
+        name += f"-{self.teacher[0]}" if self.teacher[0] != "geometric" else ""
         return train_student(items, self.cache / name, scfg, cfg, device=args.device, progress=False)
 
 
@@ -123,7 +126,14 @@ def protocol_arguments(description: str) -> argparse.ArgumentParser:
     ap.add_argument("--save-every", type=int, default=1, help="validate and checkpoint every this many epochs")
     ap.add_argument("--device", default="cpu", help="where the student trains (cpu, cuda)")
     ap.add_argument("--cache", default=str(DEFAULT_CACHE))
+    ap.add_argument("--teacher", default="geometric", help="teacher registry name (geometric, sonata, ...)")
+    ap.add_argument("--teacher-path", help="the teacher's path option, e.g. sonata.pth for --teacher sonata")
     return ap
+
+
+def teacher_of(args: argparse.Namespace) -> tuple[str, dict]:
+    """``(name, options)`` of the teacher the command line asks for."""
+    return args.teacher, ({"path": args.teacher_path} if args.teacher_path else {})
 
 
 def load_protocol(cache: Path = DEFAULT_CACHE) -> Protocol:

@@ -10,7 +10,8 @@ and the student. The first table uses pooling's sharpness s = 20; the second giv
 for s in (10, 20, 40, 80): how well each embedding *ranks* neighbours (large s) versus how far apart it
 puts them (small s).
 
-Usage: ``python benchmarks/bench_affinity.py [--epochs 20] [--train-count 4] [--semantic-weight 0]``
+Usage: ``python benchmarks/bench_affinity.py [--epochs 20] [--train-count 4] [--semantic-weight 0]
+[--teacher sonata --teacher-path sonata.pth]``
 (the student is the one ``bench_purification.py`` trains with the same settings; trained once, cached).
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from _protocol import load_protocol, protocol_arguments
+from _protocol import load_protocol, protocol_arguments, teacher_of
 from _table import print_table
 from geopurify.evaluation import affinity_purity, voxel_mode
 from geopurify.geometry import voxelize
@@ -34,6 +35,7 @@ def main() -> None:
     ap = protocol_arguments(__doc__.splitlines()[0])
     a = ap.parse_args()
     data = load_protocol(Path(a.cache))
+    data.teacher = teacher_of(a)
     train, test = data.split(a.train_count)
     tfeat = data.teacher_features
     t0 = time.perf_counter()
