@@ -212,8 +212,8 @@ class PointTransformerV3(nn.Module):
         st.serialize(self.cfg.order)
         stages = [st]
         for layers in self.enc:
-            for name, layer in layers.named_children():
-                if name == "down":
+            for layer in layers:
+                if isinstance(layer, GridPooling):
                     st = layer(st)
                     st.serialize(self.cfg.order)
                     stages.append(st)
