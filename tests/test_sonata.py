@@ -45,6 +45,15 @@ def test_golden_outputs_match_official(golden: dict) -> None:
     assert _rel(out, golden["output"]) < 1e-4
 
 
+def test_mixed_precision_runs(golden: dict) -> None:
+    """The autocast path the teacher takes on CUDA (fp16) runs here as bf16 on CPU: same code, close output."""
+    model = build_model({"config": golden["config"], "state_dict": golden["state_dict"]})
+    inp = golden["input"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = upcast(model(inp["grid_coord"], inp["feat"])).float()[inp["inverse"]]
+    assert _rel(out, golden["output"]) < 5e-2
+
+
 def test_golden_exercises_every_path(golden: dict) -> None:
     cfg = golden["config"]
     assert set(cfg["order"]) == {"z", "z-trans", "hilbert", "hilbert-trans"}
