@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,37 +19,58 @@ from geopurify.teachers.sonata.config import PTv3Config
 from geopurify.teachers.sonata.features import center_shift
 from geopurify.teachers.sonata.model import PointTransformerV3, patch_attention, patch_index
 from geopurify.teachers.sonata.serialization import encode, hilbert_order, z_order
+from real_crops import column_crop, crop_digest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
+    """Weights, config and the official outputs; no points (see :func:`official_input`)."""
     return torch.load(FIXTURES / "sonata_golden.pt", weights_only=True)
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    return hashlib.sha256(b"".join(t.contiguous().numpy().tobytes() for t in tensors)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def official_input(golden: dict, shared_data: Path) -> dict:
+    """The official run's input, rebuilt from the real crop in ../shared/data and the fixture's indices of the
+    points the official grid sampling kept; both are checked against the fixture's digests."""
+    spec = golden["crop"]
+    raw = {k: torch.from_numpy(v) for k, v in column_crop(shared_data / spec["scan"], spec["size"]).items()}
+    assert crop_digest({k: raw[k].numpy() for k in ("coord", "color")}) == spec["digest"], "the shared scan changed"
+    kept = golden["kept"]
+    inp = prepare(raw["coord"], raw["color"] / 255.0, raw["normal"])
+    grid = inp.grid[inp.inverse[kept]]
+    feat = torch.cat([center_shift(raw["coord"]), raw["color"] / 255.0, raw["normal"]], 1)[kept]
+    assert _digest(grid, feat) == golden["input_digest"], "rebuilt input differs from the official run's"
+    return {"raw": raw, "grid_coord": grid, "feat": feat, "inverse": golden["inverse"]}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def test_golden_outputs_match_official(golden: dict) -> None:
+def test_golden_outputs_match_official(golden: dict, official_input: dict) -> None:
     """Seeded random weights of a 4-stage, 4-order config on a real ScanNet crop: the official code's
     per-stage and per-point outputs (tools/make_sonata_golden.py) are reproduced to 1e-4 relative."""
     model = build_model({"config": golden["config"], "state_dict": golden["state_dict"]})
-    inp = golden["input"]
+    inp = official_input
     stages = model(inp["grid_coord"], inp["feat"])
     assert [s.feat.shape[0] for s in stages] == [s.shape[0] for s in golden["stages"]]
     for s, ref in zip(stages, golden["stages"]):
         assert _rel(s.feat, ref) < 1e-4
     out = upcast(stages)[inp["inverse"]]
-    assert out.shape == golden["output"].shape == (len(golden["raw"]["coord"]), 24 + 32 + 40)
+    assert out.shape == golden["output"].shape == (len(inp["raw"]["coord"]), 24 + 32 + 40)
     assert _rel(out, golden["output"]) < 1e-4
 
 
-def test_mixed_precision_runs(golden: dict) -> None:
+def test_mixed_precision_runs(golden: dict, official_input: dict) -> None:
     """The autocast path the teacher takes on CUDA (fp16) runs here as bf16 on CPU: same code, close output."""
     model = build_model({"config": golden["config"], "state_dict": golden["state_dict"]})
-    inp = golden["input"]
+    inp = official_input
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = upcast(model(inp["grid_coord"], inp["feat"])).float()[inp["inverse"]]
     assert _rel(out, golden["output"]) < 5e-2
@@ -101,9 +123,9 @@ def test_spconv_layout_mapping() -> None:
     assert torch.equal(n[2 * 9 + 0 * 3 + 1, 1, 0], w[0, 2, 0, 1, 1])          # offset (+1, -1, 0)
 
 
-def test_prepare_matches_official_grid_sample(golden: dict) -> None:
+def test_prepare_matches_official_grid_sample(official_input: dict) -> None:
     """Same voxels, same point-to-voxel partition, same centre shift as sonata.transform.default()."""
-    raw, off = golden["raw"], golden["input"]
+    raw, off = official_input["raw"], official_input
     inp = prepare(raw["coord"], raw["color"] / 255.0, raw["normal"])
     order = torch.argsort(z_order(inp.grid, 16))
     off_order = torch.argsort(z_order(off["grid_coord"].long(), 16))

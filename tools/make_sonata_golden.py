@@ -24,7 +24,8 @@ documented and exact for what the official model calls:
 ``flash_attn`` is absent, so the model runs its own non-flash attention (``enable_flash=False``, as the
 official README advises without FlashAttention), which is the path whose padding rule the native model copies.
 
-Writes ``tests/fixtures/sonata_golden.pt`` (a small configuration with seeded random weights that
+Writes ``tests/fixtures/sonata_golden.pt`` (no points of the scan, only indices and digests:
+a small configuration with seeded random weights that
 exercises every code path: 4 stages, all four serialization orders, patch sizes below every stage's
 point count and not dividing it, layer scale, mask token) and ``tests/fixtures/sonata_keys.json``
 (every state-dict key and shape of ``PointTransformerV3`` built from the released Sonata backbone
@@ -34,6 +35,7 @@ configuration in Pointcept's ``configs/sonata/pretrain-sonata-v1m1-0-base.py``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import types
@@ -44,6 +46,8 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from real_crops import column_crop, crop_digest  # noqa: E402  (the crop is defined once, where the test rebuilds it)
 
 # Pointcept configs/sonata/pretrain-sonata-v1m1-0-base.py, model.backbone (type PT-v3m2), as released;
 # enable_flash off because flash_attn is not installed (the key set does not depend on it).
@@ -111,19 +115,14 @@ def install_shims() -> None:
     sys.modules["timm.layers"] = layers
 
 
-def crop(scan: Path, size: float, seed: int) -> dict[str, np.ndarray]:
-    """A ``size`` x ``size`` m column of a real scan, with PCA normals (16 neighbours)."""
-    v = np.load(scan).astype(np.float32)
-    xyz, rgb = v[:, :3], v[:, 3:6]
-    centre = np.median(xyz[:, :2], axis=0)
-    keep = np.all(np.abs(xyz[:, :2] - centre) < size / 2, axis=1)
-    xyz, rgb = xyz[keep], rgb[keep]
-    p = torch.from_numpy(xyz).double()
-    nn_idx = torch.cdist(p, p).topk(16, largest=False).indices
-    nb = p[nn_idx] - p[nn_idx].mean(1, keepdim=True)
-    normal = torch.linalg.eigh(nb.transpose(1, 2) @ nb).eigenvectors[:, :, 0]
-    normal = normal * torch.where(normal[:, 2:3] < 0, -1.0, 1.0)
-    return dict(coord=xyz, color=rgb, normal=normal.float().numpy())
+def kept_points(raw: dict[str, np.ndarray], inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(M,)`` index of the raw point each official voxel kept (its centred xyz is exactly that point's)."""
+    coord = torch.from_numpy(raw["coord"])
+    lo, hi = coord.min(0).values, coord.max(0).values
+    centred = coord - torch.stack([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    nearest = torch.cdist(inputs["feat"][:, :3].double(), centred.double()).min(1)
+    assert float(nearest.values.max()) == 0.0
+    return nearest.indices
 
 
 def randomise(model: nn.Module, seed: int) -> None:
@@ -180,7 +179,7 @@ def main() -> None:
     sys.path.insert(0, args.sonata_src)
     import sonata  # noqa: PLC0415  (the official package)
 
-    raw = crop(Path(args.scan), args.size, args.seed)
+    raw = column_crop(Path(args.scan), args.size)
     np.random.seed(args.seed)  # GridSample mode="train" keeps a random point per voxel
     data = sonata.transform.default()({k: v.copy() for k, v in raw.items()})
     inputs = {k: data[k] for k in ("coord", "grid_coord", "feat", "inverse")}
@@ -205,8 +204,15 @@ def main() -> None:
         per_point = upcast(point)[inputs["inverse"]]
     fixture = dict(
         config=SMALL, state_dict={k: v.clone() for k, v in model.state_dict().items()},
-        raw={k: torch.from_numpy(v) for k, v in raw.items()}, input=inputs, stages=stages, output=per_point,
+        stages=stages, output=per_point,
         source="facebookresearch/sonata@18c09ff, spconv 2.3.8 CPU, torch " + torch.__version__,
+        # no points: the data's terms forbid copying them into the repo. The test rebuilds the crop from
+        # ../shared/data and the input from the indices of the points the official grid sampling kept.
+        crop=dict(scan=str(Path(args.scan).relative_to(Path(args.scan).parents[1])), size=args.size,
+                  digest=crop_digest(raw)),
+        kept=kept_points(raw, inputs), inverse=inputs["inverse"],
+        input_digest=hashlib.sha256(inputs["grid_coord"].contiguous().numpy().tobytes()
+                                    + inputs["feat"].contiguous().numpy().tobytes()).hexdigest(),
     )
     out = REPO / "tests" / "fixtures"
     out.mkdir(parents=True, exist_ok=True)
