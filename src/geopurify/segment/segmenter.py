@@ -225,10 +225,17 @@ class Segmenter:
                 purify: bool = True) -> torch.Tensor:
         """``(N,)`` relevance of one free-text query (any words: no vocabulary check), the cosine
         rescaled to [0, 1] over the scene."""
-        self._require_scene()
         emb = text_embedding.reshape(1, -1) if text_embedding is not None else None
-        s = self._cosines(self._text(None if text is None else [text], emb), purify)[:, 0]
-        return (s - s.min()) / (s.max() - s.min()).clamp_min(1e-12)
+        return self.heatmaps(None if text is None else [text], text_embeddings=emb, purify=purify)[0]
+
+    def heatmaps(self, texts: list[str] | None = None, *, text_embeddings: torch.Tensor | None = None,
+                 purify: bool = True) -> torch.Tensor:
+        """``(Q, N)`` :meth:`heatmap` of many queries at once: one pooling per scene (cached), one
+        text-encoder call, one matrix product."""
+        self._require_scene()
+        s = self._cosines(self._text(texts, text_embeddings), purify).T
+        lo, hi = s.min(1, keepdim=True).values, s.max(1, keepdim=True).values
+        return (s - lo) / (hi - lo).clamp_min(1e-12)
 
     def _text(self, texts: list[str] | None, text_embeddings: torch.Tensor | None) -> torch.Tensor:
         if text_embeddings is None:
