@@ -145,6 +145,7 @@ class Segmenter:
         self.grid: VoxelGrid = grid
         self._x0 = grid.to_voxels(self._features).to(self.device)
         self._pooled: torch.Tensor | None = None
+        self._pooled_unit: torch.Tensor | None = None
         nb = knn_graph(grid.centers, self.pooling.k).to(self.device)
         if student is not None:
             embeddings = student.embed(grid, self._features, scene.colors, scene.normals)
@@ -164,11 +165,14 @@ class Segmenter:
 
     def pooled_features(self) -> torch.Tensor:
         """``(N, D)`` purified point features (computed once per scene, then reused)."""
+        return self.grid.to_points(self._voxel_pooled())
+
+    def _voxel_pooled(self) -> torch.Tensor:
         self._require_scene()
         if self._pooled is None:
             p = self.pooling
             self._pooled = propagate(self.matrix, self._x0, p.steps, p.alpha).cpu()
-        return self.grid.to_points(self._pooled)
+        return self._pooled
 
     # -- queries -----------------------------------------------------------------------------
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
@@ -256,5 +260,8 @@ class Segmenter:
         return t
 
     def _cosines(self, t: torch.Tensor, purify: bool) -> torch.Tensor:
-        f = self.pooled_features() if purify else self._features
-        return torch.nn.functional.normalize(f, dim=1) @ t.T
+        if not purify:
+            return torch.nn.functional.normalize(self._features, dim=1) @ t.T
+        if self._pooled_unit is None:              # the points of a voxel share its pooled feature: score voxels
+            self._pooled_unit = torch.nn.functional.normalize(self._voxel_pooled(), dim=1)
+        return self.grid.to_points(self._pooled_unit @ t.T)

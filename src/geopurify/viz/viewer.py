@@ -17,6 +17,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import GeopurifyError, InputError
+from ..render import point_spacing
 from .viewer_state import HEATMAP, ViewerState
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,9 @@ class Viewer:
         gui, n = self.server.gui, len(state.coords)
         gui.add_markdown(f"**{html.escape(state.scene.name)}**: {n:,} points")
         self.layer = gui.add_dropdown("layer", tuple(state.layers), initial_value="colour")
-        self.size = gui.add_slider("point size", min=0.002, max=0.05, step=0.001, initial_value=0.012)
+        spacing = point_spacing(state.scene.coords)                 # points touch at about 1.5 spacings
+        self.size = gui.add_slider("point size", min=0.002, max=0.08, step=0.001,
+                                   initial_value=float(np.clip(1.5 * spacing, 0.004, 0.08)))
         self.max_points = gui.add_slider("max points", min=min(n, 1000), max=n, step=1, initial_value=min(n, 300_000))
         self.vocab = gui.add_text("vocabulary", ", ".join(state.vocabulary))
         self.relabel = gui.add_button("relabel")
@@ -115,7 +118,8 @@ class Viewer:
         keep = s.subsample(int(self.max_points.value))
         keep = keep[s.visible(layer, float(self.threshold.value))[keep]]
         self.server.scene.add_point_cloud("/points", s.coords[keep], s.layers[layer][keep],
-                                          point_size=float(self.size.value), point_shape="rounded")
+                                          point_size=float(self.size.value), point_shape="rounded",
+                                          point_shading="flat")              # the legend's colours exactly
         self.legend.content = f"<b>{html.escape(layer)}</b>" + _legend_html(s.legend(layer), layer == HEATMAP)
 
     def _set_layers(self, current: str) -> None:
