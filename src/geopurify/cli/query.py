@@ -25,8 +25,6 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    import time
-
     from ..lifting import LiftedFeatures
     from ..viz.viewer import start_viewer
     from ..viz.viewer_state import ViewerState
@@ -42,13 +40,8 @@ def _cmd_view(args: argparse.Namespace) -> int:
     viewer = start_viewer(ViewerState(scan.scene, seg, args.out, vocabulary=vocab, purify=not args.no_purify),
                           host=args.host, port=args.port)
     print(f"geopurify view: {scan.scene.name} at http://{args.host}:{viewer.port} (Ctrl-C stops)", flush=True)
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("geopurify view: stopped", flush=True)
-    finally:
-        viewer.stop()
+    viewer.serve_forever()
+    print("geopurify view: stopped", flush=True)
     return 0
 
 

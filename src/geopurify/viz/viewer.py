@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 
 import numpy as np
 
@@ -151,6 +152,16 @@ class Viewer:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def serve_forever(self) -> None:
+        """Block until Ctrl-C (SIGINT), then stop the server."""
+        try:
+            while True:
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
 
 def start_viewer(state: ViewerState, host: str = "127.0.0.1", port: int | None = None) -> Viewer:
