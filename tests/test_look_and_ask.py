@@ -27,7 +27,7 @@ from geopurify.labels import resolve_vocabulary
 from geopurify.segment import top_points
 from geopurify.sim import make_room
 from geopurify.viz.colors import heat_colors
-from geopurify.viz.viewer import choose_port
+from geopurify.viz.viewer import _is_loopback, choose_port
 from geopurify.viz.viewer_state import HEATMAP, ViewerState
 from scan_trees import write_room_scan
 
@@ -174,6 +174,24 @@ def test_a_scan_without_labels_has_no_ground_truth_layer(state):
         ViewerState(other, state.segmenter, state.out)
 
 
+def test_view_refuses_features_of_another_scan_and_a_taken_port(lifted_room, tmp_path, capsys):
+    root, *_ = lifted_room
+    other = make_room(seed=1, density=40)
+    bad = gp.LiftedFeatures(torch.zeros(other.num_points, 384), torch.ones(other.num_points, dtype=torch.bool),
+                            torch.ones(other.num_points, dtype=torch.int32), "masks")
+    bad.save(tmp_path / "other.npz")
+    scan = str(root / "scans" / "scene0011_00")
+    assert main(["view", scan, "--features", str(tmp_path / "other.npz"), "--text-encoder", "minilm",
+                 "--port", str(_free_port())]) == 2
+    assert f"has features for {other.num_points} points" in capsys.readouterr().err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        assert main(["view", scan, "--features", str(root / "feats" / "scene0011_00.npz"), "--text-encoder", "minilm",
+                     "--port", str(s.getsockname()[1])]) == 2
+    assert "is taken: choose another --port" in capsys.readouterr().err
+
+
 def test_ports():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -189,6 +207,8 @@ def test_ports():
         finally:
             viewer.DEFAULT_PORT = old
         assert free != taken and free > 0
+    assert _is_loopback("127.0.0.1") and _is_loopback("localhost") and _is_loopback("::1")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("192.168.1.4")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

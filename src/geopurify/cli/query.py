@@ -26,9 +26,10 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 def _cmd_view(args: argparse.Namespace) -> int:
     from ..lifting import LiftedFeatures
-    from ..viz.viewer import start_viewer
+    from ..viz.viewer import choose_port, start_viewer
     from ..viz.viewer_state import ViewerState
 
+    port = choose_port(args.host, args.port)                   # a taken port fails before any work
     scan, vocab = scan_of(args), vocab_of(args)
     lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
     encoder = None if lifted is not None else encoder_of(args)
@@ -38,7 +39,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     needs_text(args, seg)
     seg.set_scan(scan, lifted=lifted, vocabulary=vocab, progress=True)
     viewer = start_viewer(ViewerState(scan.scene, seg, args.out, vocabulary=vocab, purify=not args.no_purify),
-                          host=args.host, port=args.port)
+                          host=args.host, port=port)
     print(f"geopurify view: {scan.scene.name} at http://{args.host}:{viewer.port} (Ctrl-C stops)", flush=True)
     viewer.serve_forever()
     print("geopurify view: stopped", flush=True)
