@@ -104,12 +104,17 @@ def test_top_points_oracle():
         top_points("q", torch.zeros(3), coords)
 
 
+def _features_of_another_room(path):
+    other = make_room(seed=1, density=40)
+    n = other.num_points
+    gp.LiftedFeatures(torch.zeros(n, 384), torch.ones(n, dtype=torch.bool), torch.ones(n, dtype=torch.int32),
+                      "masks").save(path)
+    return other
+
+
 def test_query_errors_are_one_line(lifted_room, tmp_path, capsys):
     root, *_ = lifted_room
-    other = make_room(seed=1, density=40)
-    bad = gp.LiftedFeatures(torch.zeros(other.num_points, 384), torch.ones(other.num_points, dtype=torch.bool),
-                            torch.ones(other.num_points, dtype=torch.int32), "masks")
-    bad.save(tmp_path / "other.npz")
+    other = _features_of_another_room(tmp_path / "other.npz")
     scan = str(root / "scans" / "scene0011_00")
     assert main(["query", scan, "--features", str(tmp_path / "other.npz"), "--text-encoder", "minilm",
                  "--text", "bed", "--out", str(tmp_path / "o")]) == 2
@@ -176,10 +181,7 @@ def test_a_scan_without_labels_has_no_ground_truth_layer(state):
 
 def test_view_refuses_features_of_another_scan_and_a_taken_port(lifted_room, tmp_path, capsys):
     root, *_ = lifted_room
-    other = make_room(seed=1, density=40)
-    bad = gp.LiftedFeatures(torch.zeros(other.num_points, 384), torch.ones(other.num_points, dtype=torch.bool),
-                            torch.ones(other.num_points, dtype=torch.int32), "masks")
-    bad.save(tmp_path / "other.npz")
+    other = _features_of_another_room(tmp_path / "other.npz")
     scan = str(root / "scans" / "scene0011_00")
     assert main(["view", scan, "--features", str(tmp_path / "other.npz"), "--text-encoder", "minilm",
                  "--port", str(_free_port())]) == 2

@@ -12,6 +12,7 @@ from ._common import (
     encoder_flags,
     encoder_of,
     lift_config_of,
+    lifted_or_encoder,
     needs_text,
     pooling_of,
     query_flags,
@@ -78,7 +79,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from ..lifting import LiftedFeatures
     from ..workflows import segment
 
     check_output_dir(args.out)
@@ -86,10 +86,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     scan, vocab = scan_of(args), vocab_of(args)
     if not vocab:
         raise InputError("give --vocab: a label set, a file with one class per line, or 'chair,table,...'")
-    lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
-    encoder = None if lifted is not None else encoder_of(args)
-    if lifted is None and encoder is None:
-        raise InputError("give --features (lifted features of the scan) or --encoder NAME --source ... to lift now")
+    lifted, encoder = lifted_or_encoder(args, scan)
     seg = segmenter_of(args, encoder)
     needs_text(args, seg)
     out = segment(scan, seg, vocab, args.out, lifted=lifted, text_embeddings=text_embeddings_of(args),

@@ -6,7 +6,17 @@ import argparse
 
 from .._fileio import check_output_dir
 from ..errors import InputError
-from ._common import encoder_flags, encoder_of, needs_text, query_flags, scan_flags, scan_of, segmenter_of, vocab_of
+from ._common import (
+    encoder_flags,
+    encoder_of,
+    lifted_or_encoder,
+    needs_text,
+    query_flags,
+    scan_flags,
+    scan_of,
+    segmenter_of,
+    vocab_of,
+)
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -25,16 +35,12 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from ..lifting import LiftedFeatures
     from ..viz.viewer import choose_port, start_viewer
     from ..viz.viewer_state import ViewerState
 
     port = choose_port(args.host, args.port)                   # a taken port fails before any work
     scan, vocab = scan_of(args), vocab_of(args)
-    lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
-    encoder = None if lifted is not None else encoder_of(args)
-    if lifted is None and encoder is None:
-        raise InputError("give --features (lifted features .npz of the scan) or --encoder NAME --source ... to lift now")
+    lifted, encoder = lifted_or_encoder(args, scan)
     seg = segmenter_of(args, encoder)
     needs_text(args, seg)
     seg.set_scan(scan, lifted=lifted, vocabulary=vocab, progress=True)
