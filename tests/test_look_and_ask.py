@@ -307,3 +307,19 @@ def test_view_in_headless_chromium(lifted_room, tmp_path):
             raise
     assert server.returncode == 0 and "geopurify view: stopped" in rest
     assert driver.service.process is None or driver.service.process.poll() is not None   # no browser left
+
+
+def test_segment_pictures(lifted_room, tmp_path):
+    root, *_ = lifted_room
+    assert main(["segment", str(root / "scans" / "scene0011_00"), "--features", str(root / "feats" / "scene0011_00.npz"),
+                 "--text-encoder", "minilm", "--vocab", "bed,chair,wall,floor", "--pictures", "--out", str(tmp_path)]) == 0
+    png = np.asarray(Image.open(tmp_path / "scene0011_00_labels.png").convert("RGB"))
+    assert png.shape[1] == 3 * 324 + 120                       # colour | ground truth | purified, and the legend
+    labels = np.load(tmp_path / "scene0011_00_labels.npy")
+    from geopurify.viz import label_legend
+    for _, rgb in label_legend(labels, ["bed", "chair", "wall", "floor"]):
+        assert (png[:, -120:] == rgb).all(-1).sum() >= 50       # each class shown has its swatch
+    tile = png[44:, 2 * 324: 3 * 324 - 4]
+    assert (np.abs(tile.astype(int) - 255).sum(-1) > 30).mean() > 0.2       # the scan fills the result's tile
+    summary = json.loads((tmp_path / "scene0011_00_summary.json").read_text())
+    assert set(summary["files"]) == {"scene0011_00_labels.npy", "scene0011_00_labels.ply", "scene0011_00_labels.png"}

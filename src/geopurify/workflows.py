@@ -31,7 +31,7 @@ from .student.data import lifted_path
 from .student.network import student_config
 from .student.scene_selection import label_histograms, lifted_histograms, select_scenes
 from .teachers import get_teacher
-from .viz import write_label_ply
+from .viz import label_panel, write_label_ply
 
 log = logging.getLogger("geopurify")
 
@@ -172,12 +172,14 @@ class SegmentOutput:
 
 def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | os.PathLike[str], *,
             lifted: LiftedFeatures | None = None, text_embeddings: torch.Tensor | None = None,
-            purify: bool = True, other_threshold: float | None = None, progress: bool = True) -> SegmentOutput:
+            purify: bool = True, other_threshold: float | None = None, pictures: bool = False,
+            progress: bool = True) -> SegmentOutput:
     """``geopurify segment``: label every point with ``vocabulary`` (lifting with the segmenter's encoder
     when no ``lifted`` features are given) and write ``<scene>_labels.npy`` (vocabulary index, -1 = other),
-    a coloured ``<scene>_labels.ply`` and ``<scene>_summary.json`` into ``out``. The three are moved into
-    place together, the summary last; it records the other two's sizes and SHA-256, so a summary that does
-    not match them marks an interrupted write."""
+    a coloured ``<scene>_labels.ply``, with ``pictures`` ``<scene>_labels.png`` (colour | ground truth when
+    labelled | result, with a legend: :func:`geopurify.viz.label_panel`) and ``<scene>_summary.json`` into
+    ``out``. They are moved into place together, the summary last; it records the others' sizes and SHA-256,
+    so a summary that does not match them marks an interrupted write."""
     scene = scan.scene
     if text_embeddings is not None and len(text_embeddings) != len(vocabulary):
         raise InputError(f"{len(text_embeddings)} text embeddings for a vocabulary of {len(vocabulary)} classes")
@@ -198,12 +200,16 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
             "other": int((labels < 0).sum()),
             "pooling": {"k": p.k, "steps": p.steps, "sharpen": p.sharpen, "alpha": p.alpha}}
     # the three files move into place together, the summary (with the others' sizes and checksums) last
-    with atomic_paths(npy, ply, summary_path) as (t_npy, t_ply, t_summary):
-        with open(t_npy, "wb") as fh:
+    png = output_path(out, f"{scene.name}_labels.png")
+    written = (npy, ply, png) if pictures else (npy, ply)
+    with atomic_paths(*written, summary_path) as tmps:
+        with open(tmps[0], "wb") as fh:
             np.save(fh, labels)
-        write_label_ply(t_ply, scene.coords.numpy(), labels, len(vocabulary))
-        info["files"] = {npy.name: file_digest(t_npy), ply.name: file_digest(t_ply)}
-        t_summary.write_text(json.dumps(info, indent=1), encoding="utf-8")
+        write_label_ply(tmps[1], scene.coords.numpy(), labels, len(vocabulary))
+        if pictures:
+            label_panel(tmps[2], scene, labels, vocabulary, "purified" if purify else "direct projection")
+        info["files"] = {p.name: file_digest(t) for p, t in zip(written, tmps)}
+        tmps[-1].write_text(json.dumps(info, indent=1), encoding="utf-8")
     return SegmentOutput(npy, ply, summary_path, info)
 
 

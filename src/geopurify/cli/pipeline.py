@@ -90,7 +90,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     seg = segmenter_of(args, encoder)
     needs_text(args, seg)
     out = segment(scan, seg, vocab, args.out, lifted=lifted, text_embeddings=text_embeddings_of(args),
-                  purify=not args.no_purify, other_threshold=args.other_threshold)
+                  purify=not args.no_purify, other_threshold=args.other_threshold, pictures=args.pictures)
     top = sorted(out.info["points_per_class"].items(), key=lambda kv: -kv[1])[:5]
     print(f"{scan.scene.name}: {'purified' if out.info['purified'] else 'direct projection'}; "
           + ", ".join(f"{k} {v:,}" for k, v in top) + f"; wrote {args.out}")
@@ -182,6 +182,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     encoder_flags(p, "lift with this encoder when no --features are given")
     p.add_argument("--other-threshold", type=float, help="label points whose best cosine is below this -1 (other)")
     p.add_argument("--out", required=True, help="output folder: <scene>_labels.npy, _labels.ply, _summary.json")
+    p.add_argument("--pictures", action="store_true", help="also <scene>_labels.png: colour | ground truth | result, "
+                   "with a legend")
     scan_flags(p)
     query_flags(p)
     p.set_defaults(func=_cmd_segment)

@@ -12,8 +12,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .._fileio import atomic_path
+from ..camera import look_at
+from ..io.scene import Scene
 from ..render import fill_holes, point_spacing, render_depth
-from .colors import heat_colors
+from .colors import heat_colors, label_colors, label_legend
 
 Legend = Sequence[tuple[str, tuple[int, int, int]]]
 TITLE_H, LEGEND_W, BAR_H, ROW_H = 22, 120, 30, 15
@@ -88,3 +90,28 @@ def write_panel(path: str | os.PathLike[str], tiles: Sequence[tuple[str, np.ndar
     cells = [annotate(np.pad(t, ((0, h - t.shape[0]), (0, 4), (0, 0)), constant_values=255), name) for name, t in tiles]
     row = np.concatenate(cells, axis=1)
     save_png(path, annotate(row, title, legend))
+
+
+def overview_camera(coords: torch.Tensor, size: tuple[int, int] = (320, 240)) -> tuple[np.ndarray, np.ndarray]:
+    """``(cam_to_world (4, 4), K (3, 3))`` of a camera above a corner of the scan looking at its centre,
+    far enough back that the whole bounding box fits the ``size`` image."""
+    lo, hi = coords.min(0).values.double().numpy(), coords.max(0).values.double().numpy()
+    centre, extent = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
+    f = 0.9 * min(size)
+    direction = np.array([0.55, -0.65, 0.75]) / np.linalg.norm([0.55, -0.65, 0.75])
+    eye = centre + direction * (0.6 * extent * f / (0.5 * min(size)))
+    K = np.array([[f, 0.0, (size[0] - 1) / 2], [0.0, f, (size[1] - 1) / 2], [0.0, 0.0, 1.0]])
+    return look_at(eye, centre), K
+
+
+def label_panel(path: str | os.PathLike[str], scene: Scene, labels: np.ndarray, class_names: list[str],
+                method: str) -> None:
+    """The panel of a segmentation from :func:`overview_camera`: colour | ground truth (when the scene is
+    labelled) | ``labels (N,)`` (indices into ``class_names``, -1 grey), with the result's legend."""
+    pose, K = overview_camera(scene.coords)
+    tiles = [("colour", render_view(scene.coords, (scene.colors.numpy() * 255).round().astype(np.uint8), pose, K))]
+    if scene.labels is not None and scene.label_set is not None:
+        gt = label_colors(scene.labels, scene.label_set.num_classes)
+        tiles.append((f"ground truth ({scene.label_set.name} colours)", render_view(scene.coords, gt, pose, K)))
+    tiles.append((method, render_view(scene.coords, label_colors(labels, len(class_names)), pose, K)))
+    write_panel(path, tiles, f"{scene.name}: {method}, {len(class_names)} classes", label_legend(labels, class_names))
