@@ -99,7 +99,7 @@ def overview_camera(coords: torch.Tensor, size: tuple[int, int] = (320, 240)) ->
     centre, extent = (lo + hi) / 2, float(np.linalg.norm(hi - lo))
     f = 0.9 * min(size)
     direction = np.array([0.55, -0.65, 0.75]) / np.linalg.norm([0.55, -0.65, 0.75])
-    eye = centre + direction * (0.6 * extent * f / (0.5 * min(size)))
+    eye = centre + direction * (0.42 * extent * f / (0.5 * min(size)))
     K = np.array([[f, 0.0, (size[0] - 1) / 2], [0.0, f, (size[1] - 1) / 2], [0.0, 0.0, 1.0]])
     return look_at(eye, centre), K
 
