@@ -66,9 +66,11 @@ def test_demo_runs_the_pipeline_and_reports_its_own_numbers(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     direct = printed.split("direct projection ")[1].split(" mIoU")[0]
     purified = printed.split("purified ")[1].split(" mIoU")[0]
-    assert f"Direct projection: **{direct} mIoU**; purified: **{purified} mIoU**" in report
-    assert "simulated" in report and "| purified | all |" in report
+    assert f"direct projection **{direct} mIoU**; purified: **{purified} mIoU**" in report
+    assert "classes present in the scene" in report and "Upstream protocol (19 classes" in report
+    assert "simulated" in report and "| purified | all |" in report and "| absent |" in report
     assert (tmp_path / "viewer.html").is_file() and len(list(tmp_path.glob("view*_purified.png"))) == 2
+    assert len(list(tmp_path.glob("view*_panel.png"))) == 2
 
 
 def _write_feature_maps(folder, names, dim, size=(24, 32)):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._fileio import atomic_paths, file_digest, output_path
+from ._fileio import atomic_paths, file_digest, output_path, safe_name
 from .encoders import ImageEncoder, TextEncoder, get_encoder, get_text_encoder
 from .errors import InputError
 from .evaluation import Evaluation, evaluate
@@ -31,7 +31,7 @@ from .student.data import lifted_path
 from .student.network import student_config
 from .student.scene_selection import label_histograms, lifted_histograms, select_scenes
 from .teachers import get_teacher
-from .viz import write_label_ply
+from .viz import label_panel, write_label_ply
 
 log = logging.getLogger("geopurify")
 
@@ -172,12 +172,14 @@ class SegmentOutput:
 
 def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | os.PathLike[str], *,
             lifted: LiftedFeatures | None = None, text_embeddings: torch.Tensor | None = None,
-            purify: bool = True, other_threshold: float | None = None, progress: bool = True) -> SegmentOutput:
+            purify: bool = True, other_threshold: float | None = None, pictures: bool = False,
+            progress: bool = True) -> SegmentOutput:
     """``geopurify segment``: label every point with ``vocabulary`` (lifting with the segmenter's encoder
     when no ``lifted`` features are given) and write ``<scene>_labels.npy`` (vocabulary index, -1 = other),
-    a coloured ``<scene>_labels.ply`` and ``<scene>_summary.json`` into ``out``. The three are moved into
-    place together, the summary last; it records the other two's sizes and SHA-256, so a summary that does
-    not match them marks an interrupted write."""
+    a coloured ``<scene>_labels.ply``, with ``pictures`` ``<scene>_labels.png`` (colour | ground truth when
+    labelled | result, with a legend: :func:`geopurify.viz.label_panel`) and ``<scene>_summary.json`` into
+    ``out``. They are moved into place together, the summary last; it records the others' sizes and SHA-256,
+    so a summary that does not match them marks an interrupted write."""
     scene = scan.scene
     if text_embeddings is not None and len(text_embeddings) != len(vocabulary):
         raise InputError(f"{len(text_embeddings)} text embeddings for a vocabulary of {len(vocabulary)} classes")
@@ -198,12 +200,16 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
             "other": int((labels < 0).sum()),
             "pooling": {"k": p.k, "steps": p.steps, "sharpen": p.sharpen, "alpha": p.alpha}}
     # the three files move into place together, the summary (with the others' sizes and checksums) last
-    with atomic_paths(npy, ply, summary_path) as (t_npy, t_ply, t_summary):
-        with open(t_npy, "wb") as fh:
+    png = output_path(out, f"{scene.name}_labels.png")
+    written = (npy, ply, png) if pictures else (npy, ply)
+    with atomic_paths(*written, summary_path) as tmps:
+        with open(tmps[0], "wb") as fh:
             np.save(fh, labels)
-        write_label_ply(t_ply, scene.coords.numpy(), labels, len(vocabulary))
-        info["files"] = {npy.name: file_digest(t_npy), ply.name: file_digest(t_ply)}
-        t_summary.write_text(json.dumps(info, indent=1), encoding="utf-8")
+        write_label_ply(tmps[1], scene.coords.numpy(), labels, len(vocabulary))
+        if pictures:
+            label_panel(tmps[2], scene, labels, vocabulary, "purified" if purify else "direct projection")
+        info["files"] = {p.name: file_digest(t) for p, t in zip(written, tmps)}
+        tmps[-1].write_text(json.dumps(info, indent=1), encoding="utf-8")
     return SegmentOutput(npy, ply, summary_path, info)
 
 
@@ -230,3 +236,55 @@ def segmenter_for(student: str | os.PathLike[str] | None, *, purify: bool = True
     model = load_student(student, device=device) if student and purify else None
     return Segmenter(model, encoder=encoder, text_encoder=text_encoder, pooling=pooling, lift=lift_config,
                      device=device)
+
+
+def features_for(features: str | os.PathLike[str], scene_name: str, many: bool) -> Path:
+    """The lifted features of a scan: ``<features>/<scene>.npz`` in a folder, or ``features`` itself (one scan)."""
+    p = Path(features)
+    if p.is_dir():
+        return lifted_path(p, scene_name)
+    if many:
+        raise InputError("several scans need --features to be a folder of <scene>.npz", p)
+    return p
+
+
+def query_scans(scans: Sequence[str], texts: Sequence[str], segmenter: Segmenter, out: str | os.PathLike[str], *,
+                features: str | os.PathLike[str] | None = None, purify: bool = True, top_k: int = 100,
+                layout: str | None = None, label_set: str | None = None, progress: bool = True) -> list[Path]:
+    """``geopurify query``: free-text queries on scans, one pooling per scan for all of them. Writes, per scan,
+    ``<out>/<scene>/`` with per query ``qNN_<text>.npy`` (``(N,) float32`` relevance in [0, 1], as
+    :meth:`Segmenter.heatmap`), ``qNN_<text>.ply`` (heat colours and a ``score`` property) and ``qNN_<text>.json``
+    (top-k points and their bounding box), plus ``queries.json`` listing them; one scan's files move into
+    place together. Lifts with the segmenter's encoder when no ``features`` are given. Returns the scan folders."""
+    from .segment import top_points
+    from .viz import write_heat_ply
+
+    if not texts:
+        raise InputError("give at least one --text query")
+    paths, folders = scan_paths(scans), []
+    emb = segmenter.embed_texts(list(texts))                       # one text-encoder call for all scans
+    for p in paths:
+        scan = open_scan(p, layout=layout, label_set=label_set)
+        scene = scan.scene
+        lifted = (LiftedFeatures.load(features_for(features, scene.name, len(paths) > 1), scene=scene)
+                  if features is not None else None)
+        segmenter.set_scan(scan, lifted=lifted, progress=progress)
+        heats = segmenter.heatmaps(list(texts), text_embeddings=emb, purify=purify)
+        folder = output_path(out, safe_name(scene.name))
+        stems = [f"q{i:02d}_{safe_name(t)[:40]}" for i, t in enumerate(texts)]
+        names = [f"{s}{ext}" for s in stems for ext in (".npy", ".ply", ".json")] + ["queries.json"]
+        index = {"scene": scene.name, "num_points": scene.num_points, "purified": purify, "queries": []}
+        with atomic_paths(*(folder / n for n in names)) as tmps:
+            for i, (text, heat) in enumerate(zip(texts, heats)):
+                t_npy, t_ply, t_json = tmps[3 * i: 3 * i + 3]
+                with open(t_npy, "wb") as fh:
+                    np.save(fh, heat.numpy().astype(np.float32))
+                write_heat_ply(t_ply, scene.coords.numpy(), heat.numpy())
+                hits = top_points(text, heat, scene.coords, top_k).to_dict(scene.coords)
+                t_json.write_text(json.dumps({"scene": scene.name, **hits}, indent=1), encoding="utf-8")
+                index["queries"].append({"query": text, "files": names[3 * i: 3 * i + 3],
+                                         "bounding_box": hits["bounding_box"]})
+            tmps[-1].write_text(json.dumps(index, indent=1), encoding="utf-8")
+        log.info("%s: %d queries -> %s", scene.name, len(texts), folder)
+        folders.append(folder)
+    return folders

@@ -34,6 +34,16 @@ def encoder_of(args: argparse.Namespace):  # noqa: ANN202 - ImageEncoder | None
     return EncoderSpec(args.encoder, args.source, options, args.text_encoder, args.text_source).build()
 
 
+def lifted_or_encoder(args: argparse.Namespace, scan):  # noqa: ANN001, ANN201 - (LiftedFeatures | None, ImageEncoder | None)
+    """The scan's lifted features from ``--features``, or else the ``--encoder`` to lift with now (one of them is needed)."""
+    from ..lifting import LiftedFeatures
+    lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
+    encoder = None if lifted is not None else encoder_of(args)
+    if lifted is None and encoder is None:
+        raise InputError("give --features (lifted features of the scan) or --encoder NAME --source ... to lift now")
+    return lifted, encoder
+
+
 def vocab_of(args: argparse.Namespace) -> list[str] | None:
     from ..labels import resolve_vocabulary
     return resolve_vocabulary(args.vocab) if args.vocab else None

@@ -12,6 +12,7 @@ from ._common import (
     encoder_flags,
     encoder_of,
     lift_config_of,
+    lifted_or_encoder,
     needs_text,
     pooling_of,
     query_flags,
@@ -78,7 +79,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from ..lifting import LiftedFeatures
     from ..workflows import segment
 
     check_output_dir(args.out)
@@ -86,14 +86,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     scan, vocab = scan_of(args), vocab_of(args)
     if not vocab:
         raise InputError("give --vocab: a label set, a file with one class per line, or 'chair,table,...'")
-    lifted = LiftedFeatures.load(args.features, scene=scan.scene) if args.features else None
-    encoder = None if lifted is not None else encoder_of(args)
-    if lifted is None and encoder is None:
-        raise InputError("give --features (lifted features of the scan) or --encoder NAME --source ... to lift now")
+    lifted, encoder = lifted_or_encoder(args, scan)
     seg = segmenter_of(args, encoder)
     needs_text(args, seg)
     out = segment(scan, seg, vocab, args.out, lifted=lifted, text_embeddings=text_embeddings_of(args),
-                  purify=not args.no_purify, other_threshold=args.other_threshold)
+                  purify=not args.no_purify, other_threshold=args.other_threshold, pictures=args.pictures)
     top = sorted(out.info["points_per_class"].items(), key=lambda kv: -kv[1])[:5]
     print(f"{scan.scene.name}: {'purified' if out.info['purified'] else 'direct projection'}; "
           + ", ".join(f"{k} {v:,}" for k, v in top) + f"; wrote {args.out}")
@@ -128,8 +125,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     scene = scan_of(args).scene if args.scene else make_room(seed=config.seed, density=config.density)
     result = run_demo(args.out, scene, config, progress=not args.no_progress)
     print(f"{scene.name}: direct projection {100 * result.direct_miou:.1f} mIoU, purified "
-          f"{100 * result.purified_miou:.1f} mIoU (simulated 2D predictions); report: {result.report}; "
-          f"viewer: {Path(args.out) / 'viewer.html'}")
+          f"{100 * result.purified_miou:.1f} mIoU over the classes present (upstream all-class mIoU: "
+          f"{100 * result.direct_miou_all:.1f}, {100 * result.purified_miou_all:.1f}; simulated 2D predictions); "
+          f"report: {result.report}; viewer: {Path(args.out) / 'viewer.html'}")
     return 0
 
 
@@ -185,6 +183,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     encoder_flags(p, "lift with this encoder when no --features are given")
     p.add_argument("--other-threshold", type=float, help="label points whose best cosine is below this -1 (other)")
     p.add_argument("--out", required=True, help="output folder: <scene>_labels.npy, _labels.ply, _summary.json")
+    p.add_argument("--pictures", action="store_true", help="also <scene>_labels.png: colour | ground truth | result, "
+                   "with a legend")
     scan_flags(p)
     query_flags(p)
     p.set_defaults(func=_cmd_segment)

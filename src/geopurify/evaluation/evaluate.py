@@ -45,19 +45,23 @@ class Evaluation:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     def table(self) -> str:
-        """Markdown: one row per method and subset (mIoU, mAcc, foreground mIoU/mAcc in %), then per-class IoU."""
-        lines = ["| method | points | mIoU | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|"]
+        """Markdown: one row per method and subset (mIoU over the evaluated classes as upstream, mIoU over the
+        classes present in the ground truth, mAcc, foreground mIoU/mAcc, in %), then per-class IoU with each
+        class's ground-truth points ("absent": none, its IoU counts 0 in the upstream mIoU)."""
+        lines = ["| method | points | mIoU | mIoU (present) | mAcc | f-mIoU | f-mAcc |", "|---|---|---|---|---|---|---|"]
         for m, d in self.matrices.items():
             for s in d:
-                r = self.scores(m, s)
-                lines.append(f"| {m} | {s} | {100 * r.miou:.1f} | {100 * r.macc:.1f} | {100 * r.fg_miou:.1f} | "
-                             f"{100 * r.fg_macc:.1f} |")
+                r, present = self.scores(m, s), d[s].summary(self.label_set, present_only=True)
+                lines.append(f"| {m} | {s} | {100 * r.miou:.1f} | {100 * present.miou:.1f} | {100 * r.macc:.1f} | "
+                             f"{100 * r.fg_miou:.1f} | {100 * r.fg_macc:.1f} |")
         methods = list(self.matrices)
-        lines += ["", "| class | " + " | ".join(f"IoU {m}" for m in methods) + " |",
-                  "|---|" + "---|" * len(methods)]
+        lines += ["", "| class | points | " + " | ".join(f"IoU {m}" for m in methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]
         per = {m: self.scores(m, "all").per_class for m in methods}
-        for name in per[methods[0]]:
-            lines.append(f"| {name} | " + " | ".join(f"{100 * per[m][name]['iou']:.1f}" for m in methods) + " |")
+        for name, row in per[methods[0]].items():
+            points = f"{row['points']:,}" if row["points"] else "absent"
+            lines.append(f"| {name} | {points} | " + " | ".join(f"{100 * per[m][name]['iou']:.1f}" for m in methods)
+                         + " |")
         return "\n".join(lines)
 
 

@@ -145,6 +145,7 @@ class Segmenter:
         self.grid: VoxelGrid = grid
         self._x0 = grid.to_voxels(self._features).to(self.device)
         self._pooled: torch.Tensor | None = None
+        self._pooled_unit: torch.Tensor | None = None
         nb = knn_graph(grid.centers, self.pooling.k).to(self.device)
         if student is not None:
             embeddings = student.embed(grid, self._features, scene.colors, scene.normals)
@@ -164,11 +165,14 @@ class Segmenter:
 
     def pooled_features(self) -> torch.Tensor:
         """``(N, D)`` purified point features (computed once per scene, then reused)."""
+        return self.grid.to_points(self._voxel_pooled())
+
+    def _voxel_pooled(self) -> torch.Tensor:
         self._require_scene()
         if self._pooled is None:
             p = self.pooling
             self._pooled = propagate(self.matrix, self._x0, p.steps, p.alpha).cpu()
-        return self.grid.to_points(self._pooled)
+        return self._pooled
 
     # -- queries -----------------------------------------------------------------------------
     def embed_texts(self, texts: list[str]) -> torch.Tensor:
@@ -225,10 +229,17 @@ class Segmenter:
                 purify: bool = True) -> torch.Tensor:
         """``(N,)`` relevance of one free-text query (any words: no vocabulary check), the cosine
         rescaled to [0, 1] over the scene."""
-        self._require_scene()
         emb = text_embedding.reshape(1, -1) if text_embedding is not None else None
-        s = self._cosines(self._text(None if text is None else [text], emb), purify)[:, 0]
-        return (s - s.min()) / (s.max() - s.min()).clamp_min(1e-12)
+        return self.heatmaps(None if text is None else [text], text_embeddings=emb, purify=purify)[0]
+
+    def heatmaps(self, texts: list[str] | None = None, *, text_embeddings: torch.Tensor | None = None,
+                 purify: bool = True) -> torch.Tensor:
+        """``(Q, N)`` :meth:`heatmap` of many queries at once: one pooling per scene (cached), one
+        text-encoder call, one matrix product."""
+        self._require_scene()
+        s = self._cosines(self._text(texts, text_embeddings), purify).T
+        lo, hi = s.min(1, keepdim=True).values, s.max(1, keepdim=True).values
+        return (s - lo) / (hi - lo).clamp_min(1e-12)
 
     def _text(self, texts: list[str] | None, text_embeddings: torch.Tensor | None) -> torch.Tensor:
         if text_embeddings is None:
@@ -249,5 +260,8 @@ class Segmenter:
         return t
 
     def _cosines(self, t: torch.Tensor, purify: bool) -> torch.Tensor:
-        f = self.pooled_features() if purify else self._features
-        return torch.nn.functional.normalize(f, dim=1) @ t.T
+        if not purify:
+            return torch.nn.functional.normalize(self._features, dim=1) @ t.T
+        if self._pooled_unit is None:              # the points of a voxel share its pooled feature: score voxels
+            self._pooled_unit = torch.nn.functional.normalize(self._voxel_pooled(), dim=1)
+        return self.grid.to_points(self._pooled_unit @ t.T)

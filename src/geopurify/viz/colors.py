@@ -35,3 +35,12 @@ def heat_colors(values: torch.Tensor | np.ndarray) -> np.ndarray:
     v = np.clip(np.asarray(values, dtype=np.float64), 0, 1)[:, None]
     lo, mid, hi = np.array([30, 20, 90.0]), np.array([200, 40, 120.0]), np.array([255, 230, 60.0])
     return np.where(v < 0.5, lo + (mid - lo) * v * 2, mid + (hi - mid) * (v - 0.5) * 2).round().astype(np.uint8)
+
+
+def label_legend(labels: torch.Tensor | np.ndarray,
+                 class_names: list[str] | tuple[str, ...]) -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, colour) of each class that occurs in ``labels`` (indices into ``class_names``; -1 skipped),
+    in class order, with the colours of :func:`label_colors`."""
+    lab = np.asarray(labels).astype(np.int64)
+    pal = palette(len(class_names))
+    return [(class_names[c], tuple(int(v) for v in pal[c])) for c in np.unique(lab[lab >= 0]).tolist()]

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..io.ply import write_ply
-from .colors import label_colors
+from .colors import heat_colors, label_colors
 
 
 def write_label_ply(path: str | os.PathLike[str], xyz: np.ndarray, labels: np.ndarray,
@@ -25,3 +25,11 @@ def write_label_ply(path: str | os.PathLike[str], xyz: np.ndarray, labels: np.nd
         raise ValueError(f"{int(bad.sum())} labels are outside 0..{num_classes - 1} and not {ignore_index}")
     colors = label_colors(np.where(labels == ignore_index, -1, labels), num_classes)
     write_ply(path, xyz, rgb=colors.astype(np.uint8), scalars={"label": labels.astype(np.int32)})
+
+
+def write_heat_ply(path: str | os.PathLike[str], xyz: np.ndarray, values: np.ndarray) -> None:
+    """Write a query heatmap: a ``score`` property (``(N,)`` in [0, 1]) and its heat colour per point."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != (len(xyz),):
+        raise ValueError(f"heat values have shape {values.shape}, expected ({len(xyz)},)")
+    write_ply(path, xyz, rgb=heat_colors(values), scalars={"score": values})

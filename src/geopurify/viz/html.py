@@ -28,16 +28,22 @@ def _b64(a: np.ndarray) -> str:
 
 
 def write_html_viewer(path: str | os.PathLike[str], coords: torch.Tensor | np.ndarray, layers: dict[str, np.ndarray],
-                      title: str = "geopurify", max_points: int = 150_000, seed: int = 0) -> None:
+                      title: str = "geopurify", max_points: int = 150_000, seed: int = 0, *,
+                      legends: dict[str, list[tuple[str, tuple[int, int, int]]]] | None = None,
+                      titles: dict[str, str] | None = None) -> None:
     """Write a standalone HTML viewer of the points with one colour layer per entry of ``layers``
-    (``name -> (N, 3) uint8``); at most ``max_points`` random points are embedded."""
+    (``name -> (N, 3) uint8``); at most ``max_points`` random points are embedded. ``titles[layer]`` is
+    shown above the current layer (default: its name) and ``legends[layer]`` (class name, colour) below it;
+    a layer whose name starts with ``query`` gets the heat colour bar."""
     xyz = np.asarray(coords, dtype=np.float32)
     n = len(xyz)
     keep = np.sort(np.random.default_rng(seed).permutation(n)[:max_points]) if n > max_points else np.arange(n)
     xyz = xyz[keep]
     xyz = xyz - (xyz.min(0) + xyz.max(0)) / 2
     data = {"n": int(len(xyz)), "xyz": _b64(xyz.astype(np.float32)),
-            "layers": {k: _b64(np.asarray(v, dtype=np.uint8)[keep]) for k, v in layers.items()}}
+            "layers": {k: _b64(np.asarray(v, dtype=np.uint8)[keep]) for k, v in layers.items()},
+            "titles": {k: (titles or {}).get(k, k) for k in layers},
+            "legends": {k: [[str(n), [int(c) for c in rgb]] for n, rgb in (legends or {}).get(k, [])] for k in layers}}
     # the title is text in <title>/<b> (HTML-escaped) and a string in the script (JSON, with "<" escaped so
     # that no "</script>" can end the script early)
     html = (_HTML.replace("__TITLE__", htmllib.escape(title)).replace("__JS_TITLE__", _js(title))
@@ -49,8 +55,13 @@ _HTML = r"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>__TITLE__</title>
 <style>body{margin:0;background:#1b1d23;color:#ddd;font:14px sans-serif}#bar{position:fixed;top:8px;left:8px}
 button{margin:2px;padding:4px 8px;background:#333;color:#ddd;border:1px solid #555;border-radius:3px;cursor:pointer}
-button.on{background:#4a6fa5}canvas{display:block}</style></head>
+button.on{background:#4a6fa5}canvas{display:block}
+#info{position:fixed;top:44px;left:8px;background:rgba(20,22,28,.85);padding:6px 10px;border-radius:4px;max-width:260px}
+#info .sw{display:inline-block;width:11px;height:11px;margin-right:6px;border:1px solid #555}
+#ramp{width:160px;height:10px;background:linear-gradient(90deg,rgb(30,20,90),rgb(200,40,120),rgb(255,230,60))}
+</style></head>
 <body><div id="bar"><b>__TITLE__</b> <span id="btns"></span> <small>drag: orbit, wheel: zoom</small></div>
+<div id="info"><div id="ltitle" style="font-weight:bold"></div><div id="legend"></div></div>
 <canvas id="c"></canvas>
 <script>
 const D = __DATA__;
@@ -92,7 +103,21 @@ for (const k of names) {
   b.onclick = () => { cur = k; sel(); draw(); };
   btns.appendChild(b);
 }
-function sel() { for (const b of btns.children) b.className = b.textContent === cur ? "on" : ""; }
+function sel() {
+  for (const b of btns.children) b.className = b.textContent === cur ? "on" : "";
+  document.getElementById("ltitle").textContent = D.titles[cur];
+  const lg = document.getElementById("legend");
+  lg.replaceChildren();
+  if (cur.startsWith("query")) {
+    const r = document.createElement("div"), t = document.createElement("small");
+    r.id = "ramp"; t.textContent = "relevance: 0 (left) to 1 (right)"; lg.append(r, t);
+  }
+  for (const [name, c] of D.legends[cur]) {
+    const row = document.createElement("div"), sw = document.createElement("span");
+    sw.className = "sw"; sw.style.background = "rgb(" + c.map(Number).join(",") + ")";
+    row.append(sw, document.createTextNode(name)); lg.appendChild(row);
+  }
+}
 let drag = null;
 cv.onmousedown = e => drag = [e.clientX, e.clientY];
 onmouseup = () => drag = null;
