@@ -24,10 +24,9 @@ from pathlib import Path
 from _table import print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from scan_trees import write_batch_scans  # noqa: E402
-
 from geopurify.batch import RunConfig, run_batch  # noqa: E402
 from geopurify.workflows import EncoderSpec  # noqa: E402
+from scan_trees import write_batch_scans  # noqa: E402
 
 
 def main() -> None:

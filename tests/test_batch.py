@@ -20,6 +20,7 @@ from geopurify.lifting import LiftedFeatures
 from geopurify.workflows import build_text_encoder, evaluate_scans, open_scan, segmenter_for
 from scan_trees import write_batch_scans
 
+pytestmark = pytest.mark.slow
 VOCAB = "chair,table,sofa"
 NAMES = [f"scene{k:04d}_00" for k in range(4)]
 

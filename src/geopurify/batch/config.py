@@ -6,12 +6,15 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._fileio import file_digest
 from ..errors import InputError
 from ..lifting import LiftConfig
 from ..segment import PoolingConfig
+
+if TYPE_CHECKING:
+    from ..workflows import EncoderSpec
 
 #: the stages a run can have, in the order they run on a scan
 STAGE_ORDER = ("lift", "segment", "evaluate")
@@ -41,7 +44,7 @@ class RunConfig:
     """
 
     stages: tuple[str, ...]
-    encoder: Any = None
+    encoder: EncoderSpec | None = None
     vocabulary: tuple[str, ...] | None = None
     lift: LiftConfig = field(default_factory=LiftConfig)
     pooling: PoolingConfig = field(default_factory=PoolingConfig)

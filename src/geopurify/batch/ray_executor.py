@@ -97,12 +97,13 @@ class RayExecutor:
                 actor, task, attempt = running.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                except ray.exceptions.RayError as exc:            # the actor died more often than it may restart
-                    log.warning("%s: the worker died (%s); replacing it", task.key, type(exc).__name__)
-                    ray.kill(actor, no_restart=True)
-                    actor = new_actor()
+                except ray.exceptions.RayError as exc:
+                    if isinstance(exc, ray.exceptions.RayActorError):   # died more often than it may restart
+                        log.warning("%s: the worker died (%s); replacing it", task.key, type(exc).__name__)
+                        ray.kill(actor, no_restart=True)
+                        actor = new_actor()
                     outcome = {"key": task.key, "path": task.path, "ok": False, "stages": {},
-                               "error": f"the worker died: {type(exc).__name__}"}
+                               "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
                 actors.append(actor)
                 outcome["retry"] = not outcome["ok"] and attempt < retries
                 if outcome["retry"]:

@@ -126,7 +126,8 @@ class ScanWorker:
 
     def process(self, task: ScanTask) -> dict[str, Any]:
         """Run the stages on one scan; never raises for a problem with the scan: the outcome says
-        ``ok`` with per-stage ``seconds`` and ``files`` (relative path -> size and SHA-256), or the error."""
+        ``ok`` with per-stage ``seconds`` and ``files`` (relative path -> size and SHA-256), or the error
+        (any exception fails the scan, not the run; ``-v`` logs its traceback)."""
         from ..workflows import open_scan
 
         _maybe_fail(task)
@@ -146,8 +147,11 @@ class ScanWorker:
                                        "files": {os.fspath(f.relative_to(root)): file_digest(f) for f in files}}
                 load = 0.0
             out["ok"], out["error"] = True, None
-        except (GeopurifyError, ValueError, OSError, RuntimeError) as exc:
+        except GeopurifyError as exc:                     # bad input: one line
             log.warning("%s: %s", task.key, exc)
+            out["ok"], out["error"] = False, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:                          # anything else fails this scan, not the run
+            log.warning("%s: %s: %s", task.key, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             out["ok"], out["error"] = False, f"{type(exc).__name__}: {exc}"
         return out
 
