@@ -146,3 +146,34 @@ def test_a_killed_driver_leaves_a_run_that_completes_only_what_was_left(scans, t
     assert all(mtimes(out)[p] == t for p, t in before.items() if p.parent.name in NAMES[:2])
     m = manifest(out)["scans"]
     assert {e["state"] for e in m.values()} == {"done"} and [m[k]["attempts"] for k in NAMES] == [1, 1, 1, 1]
+
+
+def test_scan_lists_and_settings_are_checked_before_any_work(tmp_path):
+    from geopurify.batch import RunConfig, expand_scans, scan_keys
+    from geopurify.errors import InputError, UnknownNameError
+    from geopurify.workflows import EncoderSpec
+
+    for name in ("b", "a"):
+        (tmp_path / "x" / name).mkdir(parents=True)
+    (tmp_path / "y" / "a").mkdir(parents=True)
+    (tmp_path / "list.txt").write_text("# val\nx/b\n\nx/a\n")
+    assert expand_scans([str(tmp_path / "x" / "*")]) == [str(tmp_path / "x" / "a"), str(tmp_path / "x" / "b")]
+    assert expand_scans([tmp_path / "list.txt"]) == [str(tmp_path / "x" / "b"), str(tmp_path / "x" / "a")]
+    with pytest.raises(InputError, match="matches no scan"):
+        expand_scans([str(tmp_path / "z*")])
+    assert list(scan_keys([str(tmp_path / "x" / "a"), str(tmp_path / "x" / "a")])) == ["a"]   # twice counts once
+    with pytest.raises(InputError, match="share the output subfolder 'a'"):
+        scan_keys([str(tmp_path / "x" / "a"), str(tmp_path / "y" / "a")])
+    spec = EncoderSpec("masks", "m/{name}")
+    assert RunConfig(stages=("segment", "lift"), encoder=spec, vocabulary=["a"]).stages == ("lift", "segment")
+    for kwargs, msg in [({"stages": ("fly",), "encoder": spec}, "unknown stages"),
+                        ({"stages": ("segment",), "encoder": spec}, "needs a vocabulary"),
+                        ({"stages": ("lift",), "features": "f"}, "lift stage needs an encoder"),
+                        ({"stages": ("evaluate",)}, "give an encoder")]:
+        with pytest.raises(InputError, match=msg):
+            RunConfig(**kwargs)
+    assert main(["run", str(tmp_path / "x" / "a"), "--out", str(tmp_path / "o"), "--encoder", "masks",
+                 "--vocab", "a", "--executor", "spark"]) == 2
+    with pytest.raises(UnknownNameError, match="available: local, ray"):
+        main(["-v", "run", str(tmp_path / "x" / "a"), "--out", str(tmp_path / "o"), "--encoder", "masks",
+              "--vocab", "a", "--executor", "spark"])

@@ -140,7 +140,7 @@ def run_batch(scans: list[str | os.PathLike[str]], out: str | os.PathLike[str], 
                 result.frames += outcome.get("frames") or 0
                 for stage, rec in outcome["stages"].items():
                     result.seconds.setdefault(stage, []).append(rec["seconds"])
-                bar.set_postfix({s: f"{statistics.mean(v):.1f}s" for s, v in result.seconds.items()})
+                bar.set_postfix({s: f"{statistics.mean(v):.1f}s/scan" for s, v in result.seconds.items()})
             elif not outcome["retry"]:
                 result.failed[outcome["key"]] = outcome["error"]
             if outcome["ok"] or not outcome["retry"]:
