@@ -1,8 +1,14 @@
 """`geopurify run --executor ray` on a local 2-CPU cluster (one cluster for the module): the same outputs and
-merged metrics as the local executor, and a worker that dies on a scan is restarted and the scan retried."""
+merged metrics as the local executor; a worker that dies on a scan is restarted and the scan retried; a driver
+killed mid-run (joined to the cluster with --ray-address) leaves a run that completes only what was left."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +70,31 @@ def test_a_worker_dying_on_a_scan_is_restarted_and_the_scan_retried(cluster, loc
     assert files(out) == files(local_run)
     m = json.loads((out / "manifest.json").read_text())["scans"]
     assert {e["state"] for e in m.values()} == {"done"} and sorted(m) == NAMES
+
+
+def test_a_killed_ray_driver_leaves_a_run_that_completes_only_what_was_left(cluster, local_run, tmp_path):
+    out = tmp_path / "out"
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "geopurify.cli", "run", str(cluster / "scans" / "scene*"), "--out", str(out),
+           "--stages", "lift,segment,evaluate", "--encoder", "masks", "--source", str(cluster / "masks" / "{name}"),
+           "--text-encoder", "minilm", "--vocab", "chair,table,sofa", "--no-progress", "--executor", "ray",
+           "--workers", "1", "--ray-address", ray.get_runtime_context().gcs_address]
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+
+    def states() -> dict:
+        try:
+            return {k: e["state"] for k, e in json.loads((out / "manifest.json").read_text())["scans"].items()}
+        except (OSError, ValueError):
+            return {}
+    while "done" not in states().values() and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    left = sorted(k for k, st in states().items() if st != "done")
+    assert left and len(left) < 4, states()
+    res = run_batch([str(cluster / "scans" / "scene*")], out, config(cluster), executor="ray",
+                    executor_options={"workers": 2}, progress=False)
+    assert sorted(res.done) == left and sorted(res.skipped) == sorted(set(NAMES) - set(left))
+    assert files(out) == files(local_run)
