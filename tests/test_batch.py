@@ -174,6 +174,9 @@ def test_scan_lists_and_settings_are_checked_before_any_work(tmp_path):
             RunConfig(**kwargs)
     assert main(["run", str(tmp_path / "x" / "a"), "--out", str(tmp_path / "o"), "--encoder", "masks",
                  "--vocab", "a", "--executor", "spark"]) == 2
+    assert main(["run", str(tmp_path / "x" / "a"), "--out", str(tmp_path / "o"), "--encoder", "masks",
+                 "--vocab", "a", "--text-embeddings", "t.npy"]) == 2                 # refused, not ignored
+    assert not (tmp_path / "o").exists()
     with pytest.raises(UnknownNameError, match="available: local, ray"):
         main(["-v", "run", str(tmp_path / "x" / "a"), "--out", str(tmp_path / "o"), "--encoder", "masks",
               "--vocab", "a", "--executor", "spark"])

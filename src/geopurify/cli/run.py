@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from ._common import encoder_flags, encoder_spec_of, lift_config_of, pooling_of, query_flags, scan_flags, vocab_of
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..batch import RunConfig, run_batch
 
+    if args.text_embeddings:
+        raise InputError("run embeds the vocabulary with --text-encoder (or the encoder's own); it does not take "
+                         "--text-embeddings")
     config = RunConfig(stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
                        encoder=encoder_spec_of(args), vocabulary=vocab_of(args), lift=lift_config_of(args),
                        pooling=pooling_of(args), student=args.student, purify=not args.no_purify,
