@@ -148,7 +148,7 @@ def test_a_killed_driver_leaves_a_run_that_completes_only_what_was_left(scans, t
     assert {e["state"] for e in m.values()} == {"done"} and [m[k]["attempts"] for k in NAMES] == [1, 1, 1, 1]
 
 
-def test_scan_lists_and_settings_are_checked_before_any_work(tmp_path):
+def test_scan_lists_and_settings_are_checked_before_any_work(tmp_path, monkeypatch):
     from geopurify.batch import RunConfig, expand_scans, scan_keys
     from geopurify.errors import InputError, UnknownNameError
     from geopurify.workflows import EncoderSpec
@@ -165,6 +165,9 @@ def test_scan_lists_and_settings_are_checked_before_any_work(tmp_path):
     with pytest.raises(InputError, match="share the output subfolder 'a'"):
         scan_keys([str(tmp_path / "x" / "a"), str(tmp_path / "y" / "a")])
     spec = EncoderSpec("masks", "m/{name}")
+    monkeypatch.chdir(tmp_path)                       # local paths are made absolute for workers elsewhere
+    here = RunConfig(stages=("lift",), encoder=EncoderSpec("masks", "x/{name}", text_source="hub/id")).resolved()
+    assert here.encoder.source == os.path.join(str(tmp_path / "x"), "{name}") and here.encoder.text_source == "hub/id"
     assert RunConfig(stages=("segment", "lift"), encoder=spec, vocabulary=["a"]).stages == ("lift", "segment")
     for kwargs, msg in [({"stages": ("fly",), "encoder": spec}, "unknown stages"),
                         ({"stages": ("segment",), "encoder": spec}, "needs a vocabulary"),

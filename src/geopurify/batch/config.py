@@ -72,9 +72,26 @@ class RunConfig:
         if "lift" in self.stages and self.encoder is None:
             raise InputError("the lift stage needs an encoder (--encoder)")
 
+    def resolved(self) -> RunConfig:
+        """The same settings with local paths made absolute (student, features, and an encoder or text source
+        whose part before any ``{`` exists here), so that workers with another working directory, on this or
+        another node, read the same files; hub ids stay as they are."""
+        def absolute(p: str | None) -> str | None:
+            if not p or p.startswith("{") or os.path.isabs(p):
+                return p
+            head, brace, tail = p.partition("{")
+            folder, prefix = os.path.split(head)
+            if not os.path.exists(head if not brace else folder or "."):
+                return p
+            return os.path.join(os.path.abspath(folder or "."), prefix) + brace + tail if brace else os.path.abspath(p)
+        enc = self.encoder
+        if enc is not None:
+            enc = dataclasses.replace(enc, source=absolute(enc.source), text_source=absolute(enc.text_source))
+        return dataclasses.replace(self, encoder=enc, student=absolute(self.student), features=absolute(self.features))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings; the student checkpoint is recorded with its size and SHA-256, so a changed
-        checkpoint is another configuration."""
+        """JSON-able settings (of :meth:`resolved` settings, for a manifest); the student checkpoint is
+        recorded with its size and SHA-256, so a changed checkpoint is another configuration."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["lift"], d["pooling"] = dataclasses.asdict(self.lift), dataclasses.asdict(self.pooling)
         d["encoder"] = None if self.encoder is None else dataclasses.asdict(self.encoder)
@@ -83,8 +100,5 @@ class RunConfig:
         if self.student is not None:
             if not Path(self.student).is_file():
                 raise InputError("student checkpoint not found", self.student)
-            d["student"] = {"path": os.fspath(Path(self.student).resolve()), **file_digest(self.student)}
-        for key in ("features",):
-            if d[key] is not None:
-                d[key] = os.fspath(Path(d[key]).resolve())
+            d["student"] = {"path": self.student, **file_digest(self.student)}
         return d

@@ -106,8 +106,9 @@ def run_batch(scans: list[str | os.PathLike[str]], out: str | os.PathLike[str], 
     paths = expand_scans(list(scans))
     if not paths:
         raise InputError("no scans given")
-    by_key = scan_keys(paths)
+    by_key = {k: os.path.abspath(p) for k, p in scan_keys(paths).items()}     # workers may run elsewhere
     keys = list(by_key)
+    config = config.resolved()
     out = check_output_dir(out)
     if retries < 0:
         raise InputError(f"--retries must be >= 0, got {retries}")
@@ -126,7 +127,7 @@ def run_batch(scans: list[str | os.PathLike[str]], out: str | os.PathLike[str], 
             for p in remove_stale_temporaries(out / key) if (out / key).is_dir() else []:
                 log.warning("removed %s, left by a run that was killed while writing", p)
             manifest.mark_queued(key, by_key[key])
-            todo.append(ScanTask(key, by_key[key], os.fspath(out)))
+            todo.append(ScanTask(key, by_key[key], os.path.abspath(out)))
         manifest.save()
         if result.skipped:
             log.info("%d of %d scans are complete; running %d", len(result.skipped), len(keys), len(todo))
