@@ -127,3 +127,14 @@ def write_room_scan(root: Path, masks: Path, views: int = 12, density: float = 1
     (root / "frames.json").write_text(json.dumps({"scene": root.name, "intrinsic_color_4x4": K4.tolist(),
                                                   "axis_align_matrix_4x4": np.eye(4).tolist(), "frames": frames}))
     return {"room": room}
+
+
+def write_batch_scans(root: Path, n: int = 4, views: int = 4, density: float = 50.0) -> list[Path]:
+    """``n`` small generated rooms ``root/scans/scene000K_00`` with their masks in ``root/masks/<name>``
+    (a batch run's ``--source root/masks/{name}``)."""
+    out = []
+    for k in range(n):
+        name = f"scene{k:04d}_00"
+        write_room_scan(root / "scans" / name, root / "masks" / name, views=views, density=density, seed=k)
+        out.append(root / "scans" / name)
+    return out

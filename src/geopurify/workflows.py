@@ -81,11 +81,14 @@ class EncoderSpec:
     text_encoder: str | None = None
     text_source: str | None = None
 
-    def build(self) -> ImageEncoder:
+    def build(self, *, source: str | None = None, text: TextEncoder | None = None) -> ImageEncoder:
+        """The encoder; ``source`` replaces :attr:`source`, ``text`` is a text encoder already built from
+        :attr:`text_encoder` (a batch worker builds it once for all scans)."""
         opts = dict(self.options)
-        if self.source is not None:
-            opts["source"] = self.source
-        text = build_text_encoder(self.text_encoder, self.text_source)
+        source = source if source is not None else self.source
+        if source is not None:
+            opts["source"] = source
+        text = text if text is not None else build_text_encoder(self.text_encoder, self.text_source)
         if text is not None:
             opts["text_encoder"] = text
         return get_encoder(self.name, **opts)

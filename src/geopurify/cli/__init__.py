@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..errors import GeopurifyError
 
 #: modules of this package that add subcommands, in the order ``--help`` lists them
-COMMANDS = ["pipeline", "query"]
+COMMANDS = ["pipeline", "query", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,11 @@ def scan_of(args: argparse.Namespace, frame_step: bool = False):  # noqa: ANN202
 
 
 def encoder_of(args: argparse.Namespace):  # noqa: ANN202 - ImageEncoder | None
+    spec = encoder_spec_of(args)
+    return None if spec is None else spec.build()
+
+
+def encoder_spec_of(args: argparse.Namespace):  # noqa: ANN202 - EncoderSpec | None
     from ..workflows import EncoderSpec
     if not getattr(args, "encoder", None):
         return None
@@ -31,7 +36,7 @@ def encoder_of(args: argparse.Namespace):  # noqa: ANN202 - ImageEncoder | None
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
-    return EncoderSpec(args.encoder, args.source, options, args.text_encoder, args.text_source).build()
+    return EncoderSpec(args.encoder, args.source, options, args.text_encoder, args.text_source)
 
 
 def lifted_or_encoder(args: argparse.Namespace, scan):  # noqa: ANN001, ANN201 - (LiftedFeatures | None, ImageEncoder | None)

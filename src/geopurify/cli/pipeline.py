@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .._argparse import add_config_flags, add_device_flag, config_from_args
@@ -72,6 +73,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    lift_config=lift_config_of(args), layout=args.layout, label_set=args.label_set, device=args.device,
                    resume=not args.restart, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}
+    if int(os.environ.get("RANK", "0")):                       # under torchrun rank 0 reports
+        return 0
     print(f"trained on {len(result.scenes)} scenes for {config.epochs} epochs: "
           f"final loss {last.get('loss', float('nan')):.4f}, best epoch {result.best_epoch + 1} (validation loss "
           f"{min(h['val_loss'] for h in result.history):.4f}); student: {Path(args.out) / 'best.pt'}")

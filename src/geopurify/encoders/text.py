@@ -37,10 +37,12 @@ class MiniLMTextEncoder:
         self._cache: dict[str, torch.Tensor] = {}
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
-        """``(len(texts), 384) float32``, L2-normalised."""
+        """``(len(texts), 384) float32``, L2-normalised. Each text is embedded alone (``batch_size=1``): a
+        batch pads to its longest text, which changes the last bits, so a text's embedding would depend on
+        which texts were embedded before it (and two workers of a batch run would disagree)."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            emb = self.model.encode(missing, convert_to_tensor=True, normalize_embeddings=True,
+            emb = self.model.encode(missing, batch_size=1, convert_to_tensor=True, normalize_embeddings=True,
                                     show_progress_bar=False)
             for t, e in zip(missing, emb.cpu().to(torch.float32)):
                 self._cache[t] = e

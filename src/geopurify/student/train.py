@@ -39,6 +39,7 @@ from .checkpoint import read_checkpoint, save_training_checkpoint
 from .config import TrainConfig
 from .data import DistillScene, SceneSampler, common_source, seed_of
 from .distill import info_nce
+from .distributed import Ranks, average_buffers, average_gradients, barrier, join, mean_over_ranks
 from .network import StudentAffinityNet, StudentConfig, build_student
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ class TrainResult:
 @torch.no_grad()
 def validation_loss(student: StudentAffinityNet, samplers: Sequence[SceneSampler]) -> float:
     """Label-free criterion: mean InfoNCE over scenes with fixed pairs, no augmentation, eval mode."""
+    losses = validation_losses(student, samplers)
+    return sum(losses) / max(1, len(losses))
+
+
+@torch.no_grad()
+def validation_losses(student: StudentAffinityNet, samplers: Sequence[SceneSampler]) -> list[float]:
+    """:func:`validation_loss` per scene."""
     was = student.training
     student.eval()
     losses = []
@@ -68,7 +76,16 @@ def validation_loss(student: StudentAffinityNet, samplers: Sequence[SceneSampler
             losses.append(float(info_nce(student(x, pyramid), pairs, smp.config.pairs.temperature)))
     finally:
         student.train(was)
-    return sum(losses) / max(1, len(losses))
+    return losses
+
+
+def scene_loss(student: StudentAffinityNet, sampler: SceneSampler, seed: int, epoch: int,
+               i: int) -> tuple[torch.Tensor, int]:
+    """The training loss of scene ``i`` in ``epoch`` (its random draws derive from ``(seed, epoch, i)``) and
+    its number of anchors."""
+    gen = torch.Generator().manual_seed(seed_of(seed, epoch, i, 1))
+    x, pyramid, pairs = sampler.batch(student, gen)
+    return info_nce(student(x, pyramid), pairs, sampler.config.pairs.temperature), len(pairs.anchors)
 
 
 def _lr_lambda(config: TrainConfig, iters_per_epoch: int) -> Callable[[int], float]:
@@ -135,8 +152,9 @@ def _resume(last: Path, student: StudentAffinityNet, opt: torch.optim.Optimizer,
 class _RunLog:
     """``train.log`` in the run folder gets the run's INFO records, whatever the console's level."""
 
-    def __init__(self, path: Path) -> None:
-        self.handler = logging.FileHandler(path)
+    def __init__(self, path: Path, write: bool = True) -> None:
+        self.write = write
+        self.handler = logging.FileHandler(path) if write else logging.NullHandler()
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.file_log = logging.getLogger("geopurify.runlog")
         self.file_log.propagate = False
@@ -151,6 +169,8 @@ class _RunLog:
         self.handler.close()
 
     def note(self, msg: str, *args: Any) -> None:
+        if not self.write:                               # another rank than 0: rank 0 reports
+            return
         log.info(msg, *args)
         self.file_log.info(msg, *args)
 
@@ -164,7 +184,9 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
     inference runs it as it was trained. With ``resume`` and an existing ``run_dir/last.pt`` from the same
     configuration and scenes, training continues after its last completed epoch.
 
-    The run folder is locked (:class:`~geopurify._fileio.RunLock`) while training.
+    The run folder is locked (:class:`~geopurify._fileio.RunLock`) while training. Under ``torchrun``
+    the processes train data-parallel over the scenes (:mod:`geopurify.student.distributed`); rank 0
+    locks the folder and writes checkpoints and the log.
 
     Raises:
         InputError: ``last.pt`` exists but was written for another configuration or scene list, or another
@@ -177,66 +199,78 @@ def train_student(scenes: Sequence[DistillScene], run_dir: str | os.PathLike[str
         raise InputError(f"lifted features have dims {sorted(dims)}, the student expects {student_config.semantic_dim}")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    ranks, dev = join(torch.device(device))
+    if not ranks.main:
+        return _train(scenes, run, student_config, config, val_scenes, dev, resume, False, ranks)
     with RunLock(run):
         for p in remove_stale_temporaries(run):
             log.warning("removed %s, left by a run that was killed while writing", p)
-        return _train(scenes, run, student_config, config, val_scenes, torch.device(device), resume, progress)
+        barrier(ranks)                                   # the other ranks read last.pt only after this
+        return _train(scenes, run, student_config, config, val_scenes, dev, resume, progress, ranks)
 
 
 def _train(scenes: Sequence[DistillScene], run: Path, student_config: StudentConfig, config: TrainConfig,
-           val_scenes: Sequence[DistillScene] | None, dev: torch.device, resume: bool, progress: bool) -> TrainResult:
+           val_scenes: Sequence[DistillScene] | None, dev: torch.device, resume: bool, progress: bool,
+           ranks: Ranks) -> TrainResult:
+    if not ranks.main:
+        barrier(ranks)
     names = [s.name for s in scenes]
     student = build_student(student_config, seed=config.seed, voxel_size=config.voxel_size,
                             features=common_source(scenes)).to(dev)
     opt = _optimizer(student, config)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, len(scenes)))
+    steps = ranks.steps(len(scenes))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config, steps))
     state = _resume(run / "last.pt", student, opt, sched, config, names) if resume else None
     resumed = state is not None
     state = state or _State()
     samplers = [SceneSampler(s, config, dev) for s in scenes]
     val = [SceneSampler(s, config, dev) for s in val_scenes] if val_scenes else samplers
+    val = val[ranks.rank::ranks.world]
 
     def save(name: str, epoch: int, with_state: bool) -> None:
+        if not ranks.main:
+            return
         extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()} if with_state else {}
         save_training_checkpoint(run / name, student, train_config=config.to_dict(), epoch=epoch,
                                  history=state.history, best=state.best, scenes=names, **extra)
 
-    with _RunLog(run / "train.log") as runlog:
+    with _RunLog(run / "train.log", ranks.main) as runlog:
         if resumed:
             runlog.note("resuming %s after epoch %d", run, state.start - 1)
-        bar = tqdm(total=config.epochs * len(scenes), initial=state.start * len(scenes), disable=not progress,
-                   desc="train", unit="it")
+        bar = tqdm(total=config.epochs * steps, initial=state.start * steps, disable=not progress, desc="train",
+                   unit="it")
         losses: list[float] = []
         anchors, seconds = 0, 0.0
         for epoch in range(state.start, config.epochs):
             student.train()
             order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed_of(config.seed, epoch)))
             t0 = time.perf_counter()
-            for i in order.tolist():
-                gen = torch.Generator().manual_seed(seed_of(config.seed, epoch, i, 1))
-                x, pyramid, pairs = samplers[i].batch(student, gen)
-                loss = info_nce(student(x, pyramid), pairs, config.pairs.temperature)
+            for step in range(steps):
+                i = ranks.scene_at(order.tolist(), step)
+                loss, n_anchors = scene_loss(student, samplers[i], config.seed, epoch, i)
                 if not bool(torch.isfinite(loss.detach())):
                     raise InputError(f"training diverged in epoch {epoch + 1}: the loss of scene {scenes[i].name!r} is "
                                      f"{float(loss.detach())} (lower the learning rate, now {config.lr:g}); the last finite "
                                      "checkpoint is kept", run)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                average_gradients(student, ranks)
                 opt.step()
                 sched.step()
                 losses.append(float(loss.detach()))
-                anchors += len(pairs.anchors)
+                anchors += n_anchors
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}",
                                 anchors_s=f"{anchors / (seconds + time.perf_counter() - t0):.0f}")
             seconds += time.perf_counter() - t0
             if (epoch + 1) % config.save_every and epoch + 1 < config.epochs:
                 continue
-            vloss = validation_loss(student, val)
+            average_buffers(student, ranks)
+            vloss = mean_over_ranks(validation_losses(student, val), ranks, dev)
             if not math.isfinite(vloss):
                 raise InputError(f"training diverged in epoch {epoch + 1}: the validation loss is {vloss}; the last "
                                  "finite checkpoint is kept", run)
-            rec = {"epoch": epoch, "loss": sum(losses) / len(losses), "val_loss": vloss, "seconds": seconds,
+            rec = {"epoch": epoch, "loss": mean_over_ranks(losses, ranks, dev), "val_loss": vloss, "seconds": seconds,
                    "iters_per_s": len(losses) / seconds, "anchors_per_s": anchors / seconds,
                    "lr": opt.param_groups[1]["lr"]}
             state.history.append(rec)
@@ -246,6 +280,7 @@ def _train(scenes: Sequence[DistillScene], run: Path, student_config: StudentCon
                 state.best = {"epoch": epoch, "val_loss": vloss}
                 save("best.pt", epoch, with_state=False)
             save("last.pt", epoch, with_state=True)
+            barrier(ranks)
             losses, anchors, seconds = [], 0, 0.0
         bar.close()
     return TrainResult(student.eval(), state.history, int(state.best["epoch"]), run, names)
