@@ -5,9 +5,13 @@ documented conventions, and bad input."""
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from capture_writers import (
     REPLICA_K,
@@ -17,10 +21,12 @@ from capture_writers import (
     write_replica,
     write_strayscanner,
 )
-from geopurify.camera import backproject_depth, camera_to_world
+from geopurify.camera import backproject_depth, camera_to_world, pose_matrix, project, world_to_camera
+from geopurify.errors import InputError
 from geopurify.geometry import knn
-from geopurify.io import load_scan
+from geopurify.io import Frame, load_scan, write_ply
 from geopurify.io.layouts import read_sevenscenes_frames
+from scan_trees import look_down_pose
 
 WRITERS = {"nerfstudio": write_nerfstudio, "strayscanner": write_strayscanner, "arkitscenes": write_arkitscenes,
            "replica": write_replica}
@@ -86,3 +92,148 @@ def test_capture_round_trip_from_real_frames(layout, source, tmp_path):
     # the fused cloud is the native 7-Scenes cloud
     assert chamfer(scan.scene.coords, native.coords) < 0.02
     assert scan.normals_estimated and scan.scene.num_points > 10_000
+
+
+# --- known answers from each format's documented convention ----------------------------------------
+
+
+def _tiny_frames(n: int = 3) -> list[Frame]:
+    """Synthetic 40x30 frames facing a wall 1.5 m away, cameras 0.1 m apart along x."""
+    rng = np.random.default_rng(0)
+    K = np.array([[40.0, 0, 19.5], [0, 40.0, 14.5], [0, 0, 1]])
+    return [Frame(f"f{i}", torch.from_numpy(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)), K,
+                  look_down_pose(0.1 * i, 0.0, 1.5), torch.full((30, 40), 1.5)) for i in range(n)]
+
+
+def test_nerfstudio_known_answer_opengl_camera(tmp_path):
+    """docs.nerf.studio data conventions: an identity ``transform_matrix`` is a camera at the origin looking
+    down world -Z with +Y up, so a point 2 m ahead and 0.5 m up is seen above the principal point."""
+    f = _tiny_frames(1)[0]
+    write_nerfstudio(tmp_path, [f])
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][0]["transform_matrix"] = np.eye(4).tolist()
+    meta["frames"][0].update({"fl_x": 50.0, "fl_y": 50.0})          # per-frame intrinsics win over global ones
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    frame = load_scan(tmp_path).frames[0]
+    np.testing.assert_allclose(frame.cam_to_world[:3, :3], np.diag([1.0, -1.0, -1.0]))
+    uv = project(world_to_camera(torch.tensor([[0.0, 0.5, -2.0]], dtype=torch.float64), frame.cam_to_world),
+                 frame.intrinsics)
+    np.testing.assert_allclose(uv[0].numpy(), [19.5, 14.5 - 50.0 * 0.25])
+
+
+def test_nerfstudio_ply_is_moved_by_applied_transform(tmp_path):
+    """nerfstudio's dataparser: ``applied_transform`` maps original data coordinates (the PLY's) to the saved
+    coordinates of the poses; COLMAP exports use ``[[0,1,0,0],[1,0,0,0],[0,0,-1,0]]``."""
+    frames = _tiny_frames(2)
+    xyz = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.25], [0.0, 0.0, 1.0]])
+    write_ply(tmp_path / "sparse_pc.ply", xyz, rgb=np.full((3, 3), 128, np.uint8))
+    write_nerfstudio(tmp_path, frames, extra={"ply_file_path": "sparse_pc.ply",
+                                              "applied_transform": [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, -1, 0]]})
+    scan = load_scan(tmp_path / "transforms.json")
+    assert scan.layout == "nerfstudio" and len(scan.frames) == 2
+    np.testing.assert_allclose(scan.scene.coords.numpy(), xyz[:, [1, 0, 2]] * [1, 1, -1], atol=1e-6)
+
+
+def test_strayscanner_known_answer_from_the_apps_encoder(tmp_path):
+    """Stray Scanner's OdometryEncoder.swift writes ``q_WA * q_AC`` with ``q_AC = (1, 0, 0, 0)``: an ARKit
+    camera at the identity (looking down world -z, y up) is the row ``qx = 1``, which must read as an
+    OpenCV camera looking down -z with image rows along -y."""
+    write_strayscanner(tmp_path, _tiny_frames(2))
+    rows = (tmp_path / "odometry.csv").read_text().splitlines()
+    rows[1] = "0.0, 0, 0.5, 1.0, 2.0, 1.0, 0.0, 0.0, 0.0"
+    (tmp_path / "odometry.csv").write_text("\n".join(rows) + "\n")
+    frame = load_scan(tmp_path).frames[0]
+    np.testing.assert_allclose(frame.cam_to_world, pose_matrix(np.diag([1.0, -1.0, -1.0]), [0.5, 1.0, 2.0]), atol=1e-12)
+    np.testing.assert_allclose(frame.intrinsics, _tiny_frames(1)[0].intrinsics, atol=1e-9)  # K of 1920x1440, scaled
+
+
+def test_arkitscenes_known_answer_world_to_camera(tmp_path):
+    """tenFpsDataLoader.py: a ``.traj`` line is world-to-camera (axis-angle, translation) and is inverted.
+    A quarter turn about z with translation (1, 0, 0) puts the camera centre at -R^T t = (0, 1, 0)."""
+    root = tmp_path / "41069025"
+    write_arkitscenes(root, _tiny_frames(2))
+    lines = (root / "lowres_wide.traj").read_text().splitlines()
+    lines[0] = lines[0].split()[0] + f" 0 0 {np.pi / 2!r} 1 0 0"
+    (root / "lowres_wide.traj").write_text("\n".join(lines) + "\n")
+    scan = load_scan(root)
+    T = scan.frames[0].cam_to_world
+    np.testing.assert_allclose(T[:3, 3], [0.0, 1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(T[:3, :3], np.array([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]]), atol=1e-9)
+
+
+def test_replica_known_answer_config_camera(tmp_path):
+    """NICE-SLAM's replica.yaml: 1200x680, fx = fy = 600, cx 599.5, cy 339.5, depth PNG / 6553.5 = metres."""
+    write_replica(tmp_path, _tiny_frames(2))
+    Image.fromarray(np.full((680, 1200), 13107, np.uint16)).save(tmp_path / "results" / "depth000000.png")
+    scan = load_scan(tmp_path, cloud_frame_step=1)
+    f = scan.frames[0]
+    assert f.size == (1200, 680)
+    np.testing.assert_allclose(f.intrinsics, [[600, 0, 599.5], [0, 600, 339.5], [0, 0, 1]])
+    np.testing.assert_allclose(f.depth.numpy(), 2.0)
+    np.testing.assert_allclose(f.cam_to_world, _tiny_frames(1)[0].cam_to_world)
+
+
+# --- bad input: one line naming the file ------------------------------------------------------------
+
+
+def _nerfstudio(tmp_path, **frame0):
+    write_nerfstudio(tmp_path, _tiny_frames(3))
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][0].update(frame0)
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    return tmp_path / "transforms.json"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"file_path": "images/nope.png"}, r"nope\.png: image listed in transforms\.json is missing"),
+    ({"camera_model": "OPENCV_FISHEYE"}, r"transforms\.json: frames\[0\].*camera_model 'OPENCV_FISHEYE' is not supported"),
+    ({"k1": 0.1}, r"transforms\.json: .*non-zero distortion \(k1=0\.1\)"),
+])
+def test_nerfstudio_bad_input(tmp_path, change, message):
+    _nerfstudio(tmp_path, **change)
+    with pytest.raises(InputError, match=message) as exc:
+        load_scan(tmp_path)
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_poses_are_skipped_and_counted(tmp_path, caplog):
+    m = np.eye(4)
+    m[0, 0] = 2.0                                                        # not rigid
+    _nerfstudio(tmp_path, transform_matrix=m.tolist())
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][1]["transform_matrix"] = [[float("nan")] * 4] * 4
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="geopurify.io"):
+        scan = load_scan(tmp_path)
+    assert len(scan.frames) == 1 and "skipped 2 of 3 frames" in caplog.text
+    meta["frames"][2]["transform_matrix"] = "oops"
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"transforms\.json: none of the 3 poses is a finite rigid transform"):
+        load_scan(tmp_path)
+
+
+def test_capture_bad_input_names_the_file(tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "transforms.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"transforms\.json: not valid JSON"):
+        load_scan(tmp_path / "bad")
+    stray = tmp_path / "stray"
+    write_strayscanner(stray, _tiny_frames(2))
+    (stray / "depth" / "000001.npy").unlink()
+    with pytest.raises(InputError, match=r"depth: frame 1 is listed in odometry\.csv but depth/000001"):
+        load_scan(stray)
+    for p in (stray / "rgb").iterdir():
+        p.unlink()
+    (stray / "rgb").rmdir()
+    (stray / "rgb.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match=r"no rgb/ folder .*ffmpeg -i rgb\.mp4"):
+        load_scan(stray)
+    ark = tmp_path / "41069025"
+    write_arkitscenes(ark, _tiny_frames(2), traj_offset=0.02)
+    with pytest.raises(InputError, match=r"41069025_1234\.500\.png: no pose in lowres_wide\.traj within 5 ms"):
+        load_scan(ark)
+    rep = tmp_path / "room0"
+    write_replica(rep, _tiny_frames(2))
+    (rep / "results" / "frame000001.jpg").unlink()
+    with pytest.raises(InputError, match=r"results: traj\.txt has 2 poses but results/ holds 1 frame"):
+        load_scan(rep)
