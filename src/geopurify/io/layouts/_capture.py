@@ -51,9 +51,10 @@ def fuse_depth_frames(frames: Frames, voxel_size: float = 0.02, max_depth: float
                       pixel_step: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Back-project depth frames to one coloured point cloud, one point per occupied voxel.
 
-    Voxels are cells of a grid anchored at the world origin. Each voxel keeps the first point that fell in
-    it (frames in order, pixels in row-major order) and the mean colour of all its points. Frames are
-    reduced one at a time, so memory grows with the scene, not with the number of frames.
+    Each frame is first reduced on a grid anchored at the world origin (memory grows with the scene, not
+    with the number of frames), then the reduced points on the grid of :func:`~geopurify.geometry.voxelize`
+    (anchored at their minimum). Each voxel keeps the first point that fell in it (frames in order, pixels
+    in row-major order) and the mean colour of all the pixels merged into it.
 
     Args:
         frames: frames with depth.
@@ -89,12 +90,12 @@ def fuse_depth_frames(frames: Frames, voxel_size: float = 0.02, max_depth: float
         xyz_all.append(xyz), rgb_all.append(rgb_sum), n_all.append(n)
     if not xyz_all:
         raise InputError("the depth frames contain no valid depth")
-    xyz, rgb_sum, n = _reduce(torch.cat(xyz_all), torch.cat(rgb_all), torch.cat(n_all), voxel_size, origin)
+    xyz, rgb_sum, n = _reduce(torch.cat(xyz_all), torch.cat(rgb_all), torch.cat(n_all), voxel_size, None)
     return xyz, rgb_sum / n[:, None]
 
 
 def _reduce(xyz: torch.Tensor, rgb_sum: torch.Tensor, n: torch.Tensor, voxel_size: float,
-            origin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            origin: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Merge points per voxel: first point, summed colour and count."""
     grid = voxelize(xyz, voxel_size, origin=origin)
     first = torch.full((grid.num_voxels,), xyz.shape[0], dtype=torch.int64)
