@@ -137,3 +137,28 @@ def write_replica(root: Path, frames) -> None:
         Image.fromarray(depth_u16(np.where(dinside, d[dr, dc], 0), 6553.5)).save(root / "results" / f"depth{i:06d}.png")
         lines.append(" ".join(f"{v:.12g}" for v in f.cam_to_world.ravel()))
     (root / "traj.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_record3d(path: Path, frames, *, meta_extra: dict | None = None) -> None:
+    """Record3D ``.r3d`` (ConceptGraphs ``preprocess_r3d_file.py``, Record3D issue #80): a zip of ``metadata``
+    JSON (``w h dw dh``, ``K`` column-major, ``poses`` = ``qx qy qz qw tx ty tz`` camera-to-world, ARKit /
+    OpenGL camera), ``rgbd/<i>.jpg`` and ``rgbd/<i>.depth`` (LZFSE float32 metres)."""
+    import io
+    import zipfile
+
+    import lzfse
+
+    K = frames[0].intrinsics
+    (W, H), (h, w) = frames[0].size, frames[0].depth.shape
+    poses = []
+    with zipfile.ZipFile(path, "w") as z:
+        for i, f in enumerate(frames):
+            buf = io.BytesIO()
+            Image.fromarray(f.image.numpy()).save(buf, format="JPEG", quality=95)
+            z.writestr(f"rgbd/{i}.jpg", buf.getvalue())
+            z.writestr(f"rgbd/{i}.depth", lzfse.compress(f.depth.numpy().astype(np.float32).tobytes()))
+            T = f.cam_to_world @ FLIP_YZ
+            poses.append([*matrix_to_quaternion_xyzw(T[:3, :3]), *T[:3, 3]])
+        meta = {"w": W, "h": H, "dw": w, "dh": h, "fps": 60, "cameraType": 1, "K": K.T.ravel().tolist(),
+                "poses": poses, **(meta_extra or {})}
+        z.writestr("metadata", json.dumps(meta))

@@ -18,6 +18,7 @@ from capture_writers import (
     replica_pixels,
     write_arkitscenes,
     write_nerfstudio,
+    write_record3d,
     write_replica,
     write_strayscanner,
 )
@@ -29,11 +30,11 @@ from geopurify.io.layouts import read_sevenscenes_frames
 from scan_trees import look_down_pose
 
 WRITERS = {"nerfstudio": write_nerfstudio, "strayscanner": write_strayscanner, "arkitscenes": write_arkitscenes,
-           "replica": write_replica}
+           "replica": write_replica, "record3d": write_record3d}
 SUBSAMPLE = 4          # depth pixels for the surface checks
 # 7-Scenes rotations are orthonormal to ~1e-4 only; formats storing a quaternion or axis-angle store the
 # nearest rotation, so their poses come back within that (matrix formats: exactly)
-POSE_ATOL = {"strayscanner": 2e-4, "arkitscenes": 1e-3}   # ARKit: also t = -R^T t_w2c through that R
+POSE_ATOL = {"strayscanner": 2e-4, "record3d": 2e-4, "arkitscenes": 1e-3}   # ARKit: also t = -R^T t_w2c through that R
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +70,10 @@ def chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.shared_data
 @pytest.mark.parametrize("layout", list(WRITERS))
 def test_capture_round_trip_from_real_frames(layout, source, tmp_path):
+    if layout == "record3d":
+        pytest.importorskip("lzfse")
     frames, native = source
-    root = tmp_path / ("scene" if layout != "arkitscenes" else "41069025")
+    root = tmp_path / {"arkitscenes": "41069025", "record3d": "scan.r3d"}.get(layout, "scene")
     WRITERS[layout](root, frames)
     scan = load_scan(root, cloud_frame_step=1)
     assert scan.layout == layout and len(scan.frames) == len(frames)
@@ -86,7 +89,10 @@ def test_capture_round_trip_from_real_frames(layout, source, tmp_path):
             np.testing.assert_allclose(g.intrinsics, f.intrinsics, atol=1e-6)
             np.testing.assert_allclose(g.depth_intrinsics, f.depth_intrinsics, atol=1e-6)
             np.testing.assert_allclose(g.depth.numpy(), f.depth.numpy(), atol=1e-6)
-            assert torch.equal(g.image, f.image)
+            if layout == "record3d":                                 # JPEG inside the zip
+                assert float((g.image.float() - f.image.float()).abs().mean()) < 3
+            else:
+                assert torch.equal(g.image, f.image)
     # two neighbouring frames' depth, back-projected with the returned poses, lands on one surface
     assert median_mutual_nn(_world_points(got[0]), _world_points(got[1])) < 0.02
     # the fused cloud is the native 7-Scenes cloud
@@ -237,3 +243,43 @@ def test_capture_bad_input_names_the_file(tmp_path):
     (rep / "results" / "frame000001.jpg").unlink()
     with pytest.raises(InputError, match=r"results: traj\.txt has 2 poses but results/ holds 1 frame"):
         load_scan(rep)
+
+
+def test_record3d_known_answer_and_bad_files(tmp_path):
+    """ConceptGraphs' preprocess_r3d_file.py: ``K`` is stored column-major (``reshape(3, 3).T``); a pose
+    ``[0, 0, 0, 1, tx, ty, tz]`` (identity quaternion) is an ARKit camera looking down world -z."""
+    pytest.importorskip("lzfse")
+    frames = _tiny_frames(2)
+    write_record3d(tmp_path / "a.r3d", frames, meta_extra={"K": [40.0, 0, 0, 0, 41.0, 0, 19.5, 14.5, 1],
+                                                          "poses": [[0, 0, 0, 1, 1, 2, 3], [0, 0, 0, 1, 0, 0, 0]]})
+    f = load_scan(tmp_path / "a.r3d", cloud_frame_step=1).frames[0]
+    np.testing.assert_allclose(f.intrinsics, [[40, 0, 19.5], [0, 41, 14.5], [0, 0, 1]])
+    np.testing.assert_allclose(f.cam_to_world, pose_matrix(np.diag([1.0, -1.0, -1.0]), [1, 2, 3]))
+    np.testing.assert_allclose(f.depth.numpy(), 1.5)
+    (tmp_path / "b.r3d").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(InputError, match=r"b\.r3d: not a Record3D \.r3d file: not a zip archive"):
+        load_scan(tmp_path / "b.r3d")
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "c.r3d", "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(InputError, match=r"c\.r3d: not a Record3D \.r3d file: the zip has no 'metadata' entry"):
+        load_scan(tmp_path / "c.r3d")
+    with zipfile.ZipFile(tmp_path / "a.r3d") as src, zipfile.ZipFile(tmp_path / "d.r3d", "w") as z:
+        for item in src.namelist():
+            if item != "rgbd/1.depth":
+                z.writestr(item, src.read(item))
+    scan = load_scan(tmp_path / "d.r3d", layout="record3d", cloud_frame_step=5)
+    with pytest.raises(InputError, match=r"d\.r3d: rgbd/1\.depth is listed in metadata but missing"):
+        scan.frames[1]
+
+
+def test_record3d_without_lzfse_names_the_extra(tmp_path, monkeypatch):
+    pytest.importorskip("lzfse")
+    import sys
+
+    from geopurify.errors import MissingDependencyError
+
+    write_record3d(tmp_path / "a.r3d", _tiny_frames(1))
+    monkeypatch.setitem(sys.modules, "lzfse", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'geopurify\[capture\]'"):
+        load_scan(tmp_path / "a.r3d")

@@ -14,6 +14,7 @@ layout                     what ``path`` points at
 ``strayscanner``           a Stray Scanner export (``odometry.csv``, ``camera_matrix.csv``, ``depth/``, ``rgb/``)
 ``arkitscenes``            an ARKitScenes scene (``lowres_wide/``, ``lowres_depth/``, ``lowres_wide.traj``)
 ``replica``                a NICE-SLAM Replica scene (``results/``, ``traj.txt``)
+``record3d``               a Record3D ``.r3d`` file (extra ``capture``)
 =========================  ===================================================================
 """
 
@@ -32,6 +33,7 @@ from .arkitscenes import is_arkitscenes, read_arkitscenes, read_arkitscenes_fram
 from .generic import read_frames_folder, read_ply_scene
 from .nerfstudio import nerfstudio_json, read_nerfstudio, read_nerfstudio_frames
 from .preprocessed import is_pointcept, read_pointcept, read_pth
+from .record3d import read_record3d, read_record3d_frames
 from .replica import is_replica, read_replica, read_replica_frames
 from .scannet import (
     list_scannet50k,
@@ -56,6 +58,7 @@ LAYOUTS: dict[str, Callable[..., Scan]] = {
     "strayscanner": read_strayscanner,
     "arkitscenes": read_arkitscenes,
     "replica": read_replica,
+    "record3d": read_record3d,
 }
 
 
@@ -93,7 +96,9 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
             return "ply"
         if p.suffix.lower() == ".json":
             return "nerfstudio"
-        raise InputError(f"unknown scan file type {p.suffix!r}: expected .ply, .pth, transforms.json or "
+        if p.suffix.lower() == ".r3d":
+            return "record3d"
+        raise InputError(f"unknown scan file type {p.suffix!r}: expected .ply, .pth, .r3d, transforms.json or "
                          "<scene>_vert.npy", p)
     raise InputError("no such file or folder", p)
 
@@ -121,5 +126,6 @@ __all__ = [
     "read_scannet_frames_json", "read_scannet_release", "read_scannet_export_frames", "read_sevenscenes",
     "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
     "read_frames_folder", "read_nerfstudio", "read_nerfstudio_frames", "read_strayscanner", "read_strayscanner_frames",
-    "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames",
+    "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames", "read_record3d",
+    "read_record3d_frames",
 ]
