@@ -162,3 +162,30 @@ def write_record3d(path: Path, frames, *, meta_extra: dict | None = None) -> Non
         meta = {"w": W, "h": H, "dw": w, "dh": h, "fps": 60, "cameraType": 1, "K": K.T.ravel().tolist(),
                 "poses": poses, **(meta_extra or {})}
         z.writestr("metadata", json.dumps(meta))
+
+
+def write_splat(path: Path, xyz: np.ndarray, rgb01: np.ndarray, normals: np.ndarray, opacity_logit: np.ndarray) -> None:
+    """A 3D Gaussian-splat PLY as graphdeco-inria/gaussian-splatting ``GaussianModel.save_ply`` writes it:
+    float32 ``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2 rot_0..3`` (``rot`` = w x y z), with
+    ``f_dc = (rgb - 0.5) / C0`` (``utils/sh_utils.py`` ``RGB2SH``), flat Gaussians whose shortest axis
+    (``scale_2``, a log) is the normal."""
+    from plyfile import PlyData, PlyElement
+
+    n = len(xyz)
+    names = (["x", "y", "z", "nx", "ny", "nz"] + [f"f_dc_{i}" for i in range(3)] + [f"f_rest_{i}" for i in range(45)]
+             + ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)])
+    data = np.zeros(n, dtype=[(k, "f4") for k in names])
+    data["x"], data["y"], data["z"] = xyz.T
+    f_dc = (rgb01 - 0.5) / 0.28209479177387814
+    for i in range(3):
+        data[f"f_dc_{i}"] = f_dc[:, i]
+    data["opacity"] = opacity_logit
+    data["scale_0"], data["scale_1"], data["scale_2"] = np.log(0.01), np.log(0.01), np.log(0.001)
+    for j, nrm in enumerate(np.asarray(normals, np.float64)):            # rotation whose z column is the normal
+        a = np.array([1.0, 0, 0]) if abs(nrm[0]) < 0.9 else np.array([0, 1.0, 0])
+        x = np.cross(a, nrm)
+        x /= np.linalg.norm(x)
+        R = np.stack([x, np.cross(nrm, x), nrm], 1)
+        qx, qy, qz, qw = matrix_to_quaternion_xyzw(R)
+        data["rot_0"][j], data["rot_1"][j], data["rot_2"][j], data["rot_3"][j] = qw, qx, qy, qz
+    PlyData([PlyElement.describe(data, "vertex")]).write(str(path))

@@ -15,6 +15,7 @@ layout                     what ``path`` points at
 ``arkitscenes``            an ARKitScenes scene (``lowres_wide/``, ``lowres_depth/``, ``lowres_wide.traj``)
 ``replica``                a NICE-SLAM Replica scene (``results/``, ``traj.txt``)
 ``record3d``               a Record3D ``.r3d`` file (extra ``capture``)
+``splat``                  a 3D Gaussian-splat ``.ply`` (``f_dc_*``, ``opacity``, ``scale_*``, ``rot_*``)
 =========================  ===================================================================
 """
 
@@ -44,6 +45,7 @@ from .scannet import (
     scannet50k_paths,
 )
 from .sevenscenes import is_sevenscenes, read_sevenscenes, read_sevenscenes_frames
+from .splat import is_gaussian_splat, read_splat, write_splat_labels
 from .strayscanner import is_strayscanner, read_strayscanner, read_strayscanner_frames
 
 LAYOUTS: dict[str, Callable[..., Scan]] = {
@@ -59,6 +61,7 @@ LAYOUTS: dict[str, Callable[..., Scan]] = {
     "arkitscenes": read_arkitscenes,
     "replica": read_replica,
     "record3d": read_record3d,
+    "splat": read_splat,
 }
 
 
@@ -93,7 +96,7 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
         if p.suffix == ".pth":
             return "pth"
         if p.suffix.lower() == ".ply":
-            return "ply"
+            return "splat" if is_gaussian_splat(p) else "ply"
         if p.suffix.lower() == ".json":
             return "nerfstudio"
         if p.suffix.lower() == ".r3d":
@@ -127,5 +130,5 @@ __all__ = [
     "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
     "read_frames_folder", "read_nerfstudio", "read_nerfstudio_frames", "read_strayscanner", "read_strayscanner_frames",
     "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames", "read_record3d",
-    "read_record3d_frames",
+    "read_record3d_frames", "read_splat", "write_splat_labels", "is_gaussian_splat",
 ]
