@@ -12,13 +12,12 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from _table import print_table
+from _table import best_of, print_table
 from geopurify import load_scan
 from geopurify.camera import OPENGL_TO_OPENCV
 from geopurify.geometry import estimate_normals
@@ -26,15 +25,6 @@ from geopurify.io.layouts import fuse_depth_frames, read_nerfstudio_frames, read
 from geopurify.io.text import read_matrix
 
 SHARED = Path(os.environ.get("GEOPURIFY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def write_captures(src: Path, root: Path, n: int) -> tuple[Path, Path]:

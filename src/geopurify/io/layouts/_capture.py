@@ -3,6 +3,7 @@ from depth frames when the capture has none (one function for every layout)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,12 +106,15 @@ def _reduce(xyz: torch.Tensor, rgb_sum: torch.Tensor, n: torch.Tensor, voxel_siz
     return xyz[first], sums, counts
 
 
-def fused_scan(path: Path, name: str, frames: Frames, layout: str, *, cloud_frames: Frames | None = None,
-               voxel_size: float = 0.02) -> Scan:
-    """A :class:`Scan` of ``frames`` whose cloud is fused (:func:`fuse_depth_frames`) from ``cloud_frames``
-    (default: every :data:`CLOUD_FRAME_STEP`-th of ``frames``), normals estimated and oriented towards
-    those frames' cameras."""
-    cloud_frames = frames.subsample(CLOUD_FRAME_STEP) if cloud_frames is None else cloud_frames
+def capture_scan(path: Path, name: str, layout: str, everything: Frames, *, frame_step: int = 1,
+                 cloud_frame_step: int = CLOUD_FRAME_STEP, voxel_size: float = 0.02, cloud: Scan | None = None) -> Scan:
+    """The :class:`Scan` of a capture: every ``frame_step``-th of ``everything``, and the ``cloud`` the capture
+    ships (a scan read from its PLY or mesh) or else one fused (:func:`fuse_depth_frames`) from every
+    ``cloud_frame_step``-th frame, normals estimated and oriented towards those frames' cameras."""
+    frames = everything.subsample(frame_step)
+    if cloud is not None:
+        return dataclasses.replace(cloud, frames=frames, layout=layout, path=path)
+    cloud_frames = everything.subsample(cloud_frame_step)
     try:
         xyz, rgb = fuse_depth_frames(cloud_frames, voxel_size=voxel_size)
     except InputError as exc:

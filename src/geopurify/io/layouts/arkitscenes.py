@@ -11,7 +11,6 @@ camera-to-world. Frames are matched to poses by timestamp within :data:`ARKIT_TI
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from ...camera import axis_angle_to_matrix, check_intrinsics, pose_matrix
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
 from ..text import read_matrix
-from ._capture import CLOUD_FRAME_STEP, fused_scan, valid_poses
+from ._capture import CLOUD_FRAME_STEP, capture_scan, valid_poses
 from ._common import Scan
 from .generic import read_ply_scene
 
@@ -98,10 +97,7 @@ def read_arkitscenes(path: str | Path, *, frame_step: int = 1, cloud_frame_step:
                      voxel_size: float = 0.02) -> Scan:
     """Read an ARKitScenes scene: its frames, and its ``*_3dod_mesh.ply`` or a cloud fused from depth."""
     root = Path(path)
-    everything = read_arkitscenes_frames(root)
-    frames = everything.subsample(frame_step)
     mesh = next(iter(sorted(root.glob("*_3dod_mesh.ply"))), None)
-    if mesh is None:
-        return fused_scan(root, root.name, frames, "arkitscenes", cloud_frames=everything.subsample(cloud_frame_step),
-                          voxel_size=voxel_size)
-    return dataclasses.replace(read_ply_scene(mesh), frames=frames, layout="arkitscenes", path=root)
+    return capture_scan(root, root.name, "arkitscenes", read_arkitscenes_frames(root), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size,
+                        cloud=None if mesh is None else read_ply_scene(mesh))

@@ -22,7 +22,8 @@ import torch
 from ...camera import OPENGL_TO_OPENCV, check_intrinsics
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
-from ._capture import CLOUD_FRAME_STEP, existing, fused_scan, read_json, valid_poses
+from ..scene import Scene
+from ._capture import CLOUD_FRAME_STEP, capture_scan, existing, read_json, valid_poses
 from ._common import Scan
 from .generic import read_ply_scene
 
@@ -102,23 +103,25 @@ def read_nerfstudio(path: str | Path, *, frame_step: int = 1, cloud_frame_step: 
     tf = nerfstudio_json(Path(path))
     if tf is None:
         raise InputError("no transforms.json here", path)
-    everything = read_nerfstudio_frames(tf)
-    frames = everything.subsample(frame_step)
     meta = read_json(tf)
-    name = tf.parent.name
-    if meta.get("ply_file_path") is None:
-        return fused_scan(tf, name, frames, "nerfstudio", cloud_frames=everything.subsample(cloud_frame_step),
-                          voxel_size=voxel_size)
-    ply = existing(tf.parent / str(meta["ply_file_path"]), "point cloud", tf)
-    scan = read_ply_scene(ply)
-    applied = meta.get("applied_transform")
-    if applied is not None:
+    cloud = None
+    if meta.get("ply_file_path") is not None:
+        cloud = read_ply_scene(existing(tf.parent / str(meta["ply_file_path"]), "point cloud", tf))
+        if meta.get("applied_transform") is not None:
+            cloud = dataclasses.replace(cloud, scene=_moved(cloud.scene, meta["applied_transform"], tf))
+    return capture_scan(tf, tf.parent.name, "nerfstudio", read_nerfstudio_frames(tf), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size, cloud=cloud)
+
+
+def _moved(scene: Scene, applied: object, tf: Path) -> Scene:
+    """``scene`` moved by an ``applied_transform`` (3x4: original data -> saved coordinates)."""
+    try:
         A = np.asarray(applied, dtype=np.float64)
-        if A.shape not in ((3, 4), (4, 4)) or not np.isfinite(A).all():
-            raise InputError(f"applied_transform must be a finite 3x4 matrix, got shape {A.shape}", tf)
-        R, t = torch.from_numpy(A[:3, :3]), torch.from_numpy(A[:3, 3])
-        s = scan.scene
-        coords = (s.coords.double() @ R.T + t).float()
-        normals = (s.normals.double() @ R.T).float()
-        scan = dataclasses.replace(scan, scene=dataclasses.replace(s, coords=coords, normals=normals))
-    return dataclasses.replace(scan, frames=frames, layout="nerfstudio", path=tf)
+    except (TypeError, ValueError):
+        A = np.zeros(0)
+    if A.shape not in ((3, 4), (4, 4)) or not np.isfinite(A).all():
+        raise InputError(f"applied_transform must be a finite 3x4 matrix, got {applied!r:.60}", tf)
+    R, t = torch.from_numpy(A[:3, :3]), torch.from_numpy(A[:3, 3])
+    normals = scene.normals.double() @ R.T
+    return dataclasses.replace(scene, coords=(scene.coords.double() @ R.T + t).float(),
+                               normals=(normals / normals.norm(dim=1, keepdim=True).clamp_min(1e-12)).float())

@@ -25,7 +25,7 @@ from ..._optional import require
 from ...camera import OPENGL_TO_OPENCV, check_intrinsics, pose_matrix, quaternion_to_matrix
 from ...errors import InputError
 from ..frames import Frame, Frames, FrameSpec
-from ._capture import CLOUD_FRAME_STEP, fused_scan, valid_poses
+from ._capture import CLOUD_FRAME_STEP, capture_scan, valid_poses
 from ._common import Scan
 
 
@@ -111,6 +111,5 @@ def read_record3d(path: str | Path, *, frame_step: int = 1, cloud_frame_step: in
                   voxel_size: float = 0.02) -> Scan:
     """Read a Record3D ``.r3d``: its frames and a cloud fused from their depth."""
     path = Path(path)
-    everything = read_record3d_frames(path)
-    return fused_scan(path, path.stem, everything.subsample(frame_step), "record3d",
-                      cloud_frames=everything.subsample(cloud_frame_step), voxel_size=voxel_size)
+    return capture_scan(path, path.stem, "record3d", read_record3d_frames(path), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size)

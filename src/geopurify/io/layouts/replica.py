@@ -10,7 +10,6 @@ camera (NICE-SLAM's loader negates columns 1 and 2 to reach its own OpenGL conve
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
 from ..text import read_matrix
-from ._capture import CLOUD_FRAME_STEP, fused_scan, valid_poses
+from ._capture import CLOUD_FRAME_STEP, capture_scan, valid_poses
 from ._common import Scan, numeric_stem
 from .generic import read_ply_scene
 
@@ -57,10 +56,7 @@ def read_replica(path: str | Path, *, frame_step: int = 1, cloud_frame_step: int
                  voxel_size: float = 0.02) -> Scan:
     """Read a NICE-SLAM Replica scene: its frames, and ``<scene>_mesh.ply`` or a cloud fused from depth."""
     root = Path(path)
-    everything = read_replica_frames(root)
-    frames = everything.subsample(frame_step)
     mesh = root.parent / f"{root.name}_mesh.ply"
-    if not mesh.is_file():
-        return fused_scan(root, root.name, frames, "replica", cloud_frames=everything.subsample(cloud_frame_step),
-                          voxel_size=voxel_size)
-    return dataclasses.replace(read_ply_scene(mesh), frames=frames, layout="replica", path=root)
+    return capture_scan(root, root.name, "replica", read_replica_frames(root), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size,
+                        cloud=read_ply_scene(mesh) if mesh.is_file() else None)

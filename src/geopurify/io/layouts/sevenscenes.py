@@ -18,7 +18,7 @@ from ...camera import check_intrinsics, check_pose
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
 from ..text import read_matrix
-from ._capture import fused_scan
+from ._capture import capture_scan
 from ._common import Scan
 
 SEVENSCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
@@ -66,6 +66,5 @@ def read_sevenscenes(path: str | Path, *, frame_step: int = 1, cloud_frame_step:
                      voxel_size: float = 0.02) -> Scan:
     """Read a 7-Scenes sequence: all frames, and a point cloud fused from some of them."""
     root = Path(path)
-    everything = read_sevenscenes_frames(root)
-    return fused_scan(root, root.name, everything.subsample(frame_step), "7scenes",
-                      cloud_frames=everything.subsample(cloud_frame_step), voxel_size=voxel_size)
+    return capture_scan(root, root.name, "7scenes", read_sevenscenes_frames(root), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size)

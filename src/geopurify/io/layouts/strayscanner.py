@@ -20,7 +20,7 @@ from PIL import Image
 from ...camera import check_intrinsics, pose_matrix, quaternion_to_matrix, scale_intrinsics
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
-from ._capture import CLOUD_FRAME_STEP, fused_scan, valid_poses
+from ._capture import CLOUD_FRAME_STEP, capture_scan, valid_poses
 from ._common import Scan
 
 STRAY_VIDEO_SIZE = (1920, 1440)
@@ -94,6 +94,5 @@ def read_strayscanner(path: str | Path, *, frame_step: int = 1, cloud_frame_step
                       voxel_size: float = 0.02) -> Scan:
     """Read a Stray Scanner export: its frames and a cloud fused from their depth."""
     root = Path(path)
-    everything = read_strayscanner_frames(root)
-    return fused_scan(root, root.name, everything.subsample(frame_step), "strayscanner",
-                      cloud_frames=everything.subsample(cloud_frame_step), voxel_size=voxel_size)
+    return capture_scan(root, root.name, "strayscanner", read_strayscanner_frames(root), frame_step=frame_step,
+                        cloud_frame_step=cloud_frame_step, voxel_size=voxel_size)
