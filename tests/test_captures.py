@@ -26,7 +26,7 @@ from geopurify.camera import backproject_depth, camera_to_world, pose_matrix, pr
 from geopurify.errors import InputError
 from geopurify.geometry import knn
 from geopurify.io import Frame, load_scan, write_ply
-from geopurify.io.layouts import read_sevenscenes_frames
+from geopurify.io.layouts import read_nerfstudio_frames, read_sevenscenes_frames
 from scan_trees import look_down_pose
 
 WRITERS = {"nerfstudio": write_nerfstudio, "strayscanner": write_strayscanner, "arkitscenes": write_arkitscenes,
@@ -283,3 +283,15 @@ def test_record3d_without_lzfse_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "lzfse", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'geopurify\[capture\]'"):
         load_scan(tmp_path / "a.r3d")
+
+
+def test_nerfstudio_intrinsics_follow_downscaled_images(tmp_path):
+    """ns-process-data writes ``fl_x ... w h`` of the full-resolution images; frames read from half-size images
+    get the intrinsics of their own size (pixel centres at integers: ``c' = (c + 0.5) / 2 - 0.5``)."""
+    f = _tiny_frames(1)[0]
+    write_nerfstudio(tmp_path, [f], depth=False)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta.update({"fl_x": 80.0, "fl_y": 80.0, "cx": 39.5, "cy": 29.5, "w": 80, "h": 60})   # full size: 80x60
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    frame = read_nerfstudio_frames(tmp_path)[0]                                    # no depth: frames only
+    np.testing.assert_allclose(frame.intrinsics, f.intrinsics)                    # the 40x30 file's own K

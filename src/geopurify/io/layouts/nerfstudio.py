@@ -3,7 +3,8 @@
 Source convention (docs.nerf.studio, quickstart/data_conventions.html and the nerfstudio dataparser):
 ``frames[].transform_matrix`` is a 4x4 camera-to-world in the OpenGL camera convention (x right, y up,
 looking down -z), converted here by ``cam_to_world @ OPENGL_TO_OPENCV``. Intrinsics ``fl_x fl_y cx cy w h``
-are global or per frame (per frame wins). ``camera_model`` ``OPENCV``, ``PINHOLE`` or ``SIMPLE_PINHOLE``
+are global or per frame (per frame wins), and are scaled to the image files when those are smaller
+(downscaled ``images_2/``, ...). ``camera_model`` ``OPENCV``, ``PINHOLE`` or ``SIMPLE_PINHOLE``
 are read when every distortion coefficient (``k1 k2 k3 k4 p1 p2``) is zero; anything else is an error
 (undistort first, e.g. with ``ns-process-data``). ``depth_file_path`` (16-bit PNG or ``.npy``) times
 ``depth_unit_scale_factor`` (default 1e-3, i.e. millimetres) is metres. ``ply_file_path`` is a point
@@ -93,7 +94,7 @@ def read_nerfstudio_frames(path: str | Path, *, frame_step: int = 1) -> Frames:
                                color_path=existing(root / str(fr["file_path"]), "image", tf),
                                intrinsics=K, cam_to_world=poses[i],
                                depth_path=None if depth is None else existing(root / str(depth), "depth image", tf),
-                               depth_scale=scale, image_size=size))
+                               depth_scale=scale, intrinsics_size=size))
     return Frames.from_specs(specs)
 
 

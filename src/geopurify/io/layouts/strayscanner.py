@@ -15,9 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ...camera import check_intrinsics, pose_matrix, quaternion_to_matrix, scale_intrinsics
+from ...camera import check_intrinsics, pose_matrix, quaternion_to_matrix
 from ...errors import InputError
 from ..frames import Frames, FrameSpec
 from ._capture import CLOUD_FRAME_STEP, capture_scan, valid_poses
@@ -81,12 +80,8 @@ def read_strayscanner_frames(path: str | Path, *, frame_step: int = 1) -> Frames
         if depth is None:
             raise InputError(f"frame {index[i]} is listed in odometry.csv but depth/{index[i]:06d}.npy/.png is missing",
                              root / "depth")
-        if not specs:
-            with Image.open(color) as im:
-                size = im.size
-            K_rgb = scale_intrinsics(K, STRAY_VIDEO_SIZE, size) if size != STRAY_VIDEO_SIZE else K
-        specs.append(FrameSpec(name=f"{index[i]:06d}", color_path=color, intrinsics=K_rgb, cam_to_world=poses[i],
-                               depth_path=depth, depth_scale=STRAY_DEPTH_SCALE))
+        specs.append(FrameSpec(name=f"{index[i]:06d}", color_path=color, intrinsics=K, cam_to_world=poses[i],
+                               depth_path=depth, depth_scale=STRAY_DEPTH_SCALE, intrinsics_size=STRAY_VIDEO_SIZE))
     return Frames.from_specs(specs)
 
 
