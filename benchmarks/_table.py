@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -12,3 +13,13 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Best wall time of ``repeats`` calls of ``fn`` (seconds) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from _table import print_table
+from _table import best_of, print_table
 from geopurify import load_scan, voxelize
 from geopurify.geometry import estimate_normals
 from geopurify.io.ply import read_ply, write_ply
-
-
-def best_of(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main() -> None:

@@ -161,3 +161,42 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] 
     T[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
     T[:3, 3] = eye
     return T
+
+
+# --- pose conventions of capture formats, converted once at the reader --------------------------
+
+#: ``cam_to_world @ OPENGL_TO_OPENCV`` turns an OpenGL/ARKit camera (x right, y up, looks down -z) into
+#: this package's OpenCV camera (x right, y down, z forward): the camera's y and z axes flip sign.
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def quaternion_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
+    """``(..., 4)`` quaternions ``(qx, qy, qz, qw)`` (Hamilton, normalised here) -> ``(..., 3, 3)`` rotations."""
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    x, y, z, w = np.moveaxis(q, -1, 0)
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+    ], -2)
+
+
+def axis_angle_to_matrix(rvec: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` axis-angle vectors (radians, Rodrigues) -> ``(..., 3, 3)`` rotations."""
+    r = np.asarray(rvec, dtype=np.float64)
+    theta = np.linalg.norm(r, axis=-1, keepdims=True)
+    axis = r / np.where(theta > 1e-12, theta, 1.0)
+    x, y, z = np.moveaxis(axis, -1, 0)
+    zero = np.zeros_like(x)
+    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1), np.stack([-y, x, zero], -1)], -2)
+    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
+    return np.eye(3) + s * k + (1 - c) * (k @ k)
+
+
+def pose_matrix(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``(..., 4, 4)`` transforms from ``(..., 3, 3)`` rotations and ``(..., 3)`` translations."""
+    R, t = np.asarray(R, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    T = np.zeros(R.shape[:-2] + (4, 4))
+    T[..., :3, :3], T[..., :3, 3], T[..., 3, 3] = R, t, 1.0
+    return T

@@ -23,6 +23,7 @@ from .errors import InputError
 from .evaluation import Evaluation, evaluate
 from .io import Scan, load_scan
 from .io.arrays import load_npy
+from .io.layouts import is_gaussian_splat, write_splat_labels
 from .labels import get_label_set
 from .lifting import LiftConfig, LiftedFeatures, import_features, lift_scan
 from .segment import PoolingConfig, Segmenter
@@ -31,7 +32,7 @@ from .student.data import lifted_path
 from .student.network import student_config
 from .student.scene_selection import label_histograms, lifted_histograms, select_scenes
 from .teachers import get_teacher
-from .viz import label_panel, write_label_ply
+from .viz import label_colors, label_panel, write_label_ply
 
 log = logging.getLogger("geopurify")
 
@@ -204,13 +205,19 @@ def segment(scan: Scan, segmenter: Segmenter, vocabulary: list[str], out: str | 
             "pooling": {"k": p.k, "steps": p.steps, "sharpen": p.sharpen, "alpha": p.alpha}}
     # the three files move into place together, the summary (with the others' sizes and checksums) last
     png = output_path(out, f"{scene.name}_labels.png")
-    written = (npy, ply, png) if pictures else (npy, ply)
+    # a Gaussian splat also gets its labels written back into a copy of the splat file
+    splat = None if scan.source_index is None or not is_gaussian_splat(scan.path) else \
+        output_path(out, f"{scene.name}_labels_splat.ply")
+    written = (npy, ply) + ((png,) if pictures else ()) + ((splat,) if splat is not None else ())
     with atomic_paths(*written, summary_path) as tmps:
         with open(tmps[0], "wb") as fh:
             np.save(fh, labels)
         write_label_ply(tmps[1], scene.coords.numpy(), labels, len(vocabulary))
         if pictures:
             label_panel(tmps[2], scene, labels, vocabulary, "purified" if purify else "direct projection")
+        if splat is not None:
+            write_splat_labels(scan.path, tmps[len(written) - 1], labels, scan.source_index,
+                               label_colors(labels, len(vocabulary)))
         info["files"] = {p.name: file_digest(t) for p, t in zip(written, tmps)}
         tmps[-1].write_text(json.dumps(info, indent=1), encoding="utf-8")
     return SegmentOutput(npy, ply, summary_path, info)

@@ -84,6 +84,8 @@ class FrameSpec:
         depth_invalid: raw depth values meaning "no measurement".
         depth_intrinsics: intrinsics of the depth file; default: colour intrinsics scaled.
         image_size: optional ``(W, H)`` to resize colour to on load (intrinsics follow).
+        intrinsics_size: ``(W, H)`` that ``intrinsics`` refer to when that is not the colour file's size
+            (nerfstudio ``w h`` with downscaled images, Stray Scanner's video size): scaled to the file's on load.
     """
 
     name: str
@@ -95,6 +97,7 @@ class FrameSpec:
     depth_invalid: tuple[int, ...] = (0,)
     depth_intrinsics: np.ndarray | None = field(default=None, repr=False)
     image_size: tuple[int, int] | None = None
+    intrinsics_size: tuple[int, int] | None = None
 
     def load(self) -> Frame:
         """Read the images and build a validated :class:`Frame`.
@@ -104,8 +107,11 @@ class FrameSpec:
         """
         image = read_color(self.color_path)
         K = self.intrinsics
-        if self.image_size is not None and tuple(self.image_size) != (image.shape[1], image.shape[0]):
-            K = scale_intrinsics(K, (image.shape[1], image.shape[0]), self.image_size)
+        native = (image.shape[1], image.shape[0])
+        if self.intrinsics_size is not None and tuple(self.intrinsics_size) != native:
+            K = scale_intrinsics(K, self.intrinsics_size, native)
+        if self.image_size is not None and tuple(self.image_size) != native:
+            K = scale_intrinsics(K, native, self.image_size)
             image = read_color(self.color_path, self.image_size)
         depth = None
         if self.depth_path is not None:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from .arrays import load_npy
 
 
 def _open(path: Path) -> Image.Image:
@@ -41,19 +42,30 @@ def read_color(path: str | os.PathLike[str], size: tuple[int, int] | None = None
 
 
 def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """Read a 16-bit depth PNG as ``(H, W) float32`` metres (``raw / scale``), 0 where invalid.
+    """Read a 16-bit depth PNG, or a 2-D ``.npy`` array, as ``(H, W) float32`` metres (``raw / scale``),
+    0 where invalid or not finite.
 
     Args:
-        scale: raw units per metre (1000 for millimetres, 4000 for Matterport3D).
-        invalid: raw values that mean "no measurement" (e.g. 0 and 65535 for 7-Scenes).
+        scale: raw units per metre (1000 for millimetres, 4000 for Matterport3D, 1 for float metres).
+        invalid: raw integer values that mean "no measurement" (e.g. 0 and 65535 for 7-Scenes).
     """
     path = Path(path)
-    img = _open(path)
-    raw = np.asarray(img)
-    if raw.ndim != 2 or raw.dtype.kind not in "ui":
-        raise InputError(f"depth must be a single-channel integer image, got mode {img.mode}", path)
-    if raw.dtype.itemsize < 2:
-        raise InputError(f"8-bit depth image (mode {img.mode}): depth must be 16-bit, in units of 1/{scale:g} m", path)
+    if path.suffix.lower() == ".npy":
+        raw = load_npy(path)
+        if raw.ndim != 2:
+            raise InputError(f"depth array must be 2-D (H, W), got shape {raw.shape}", path)
+    else:
+        img = _open(path)
+        raw = np.asarray(img)
+        if raw.ndim != 2 or raw.dtype.kind not in "ui":
+            raise InputError(f"depth must be a single-channel integer image, got mode {img.mode}", path)
+        if raw.dtype.itemsize < 2:
+            raise InputError(f"8-bit depth image (mode {img.mode}): depth must be 16-bit, in units of 1/{scale:g} m",
+                             path)
+    if raw.dtype.kind == "f":
+        depth = (raw.astype(np.float64) / float(scale)).astype(np.float32)
+        depth[~np.isfinite(depth)] = 0.0
+        return torch.from_numpy(depth)
     raw = raw.astype(np.int64)
     depth = (raw / float(scale)).astype(np.float32)
     if invalid:

@@ -31,7 +31,8 @@ def describe_scan(scan: Scan, voxel_size: float = 0.02) -> str:
         if len(scan.frames):
             f0 = scan.frames[0]
             lines.append(f"image      {f0.size[0]}x{f0.size[1]}"
-                         + ("" if f0.depth is None else f", depth {f0.depth.shape[1]}x{f0.depth.shape[0]}"))
+                         + ("" if f0.depth is None else f", depth {f0.depth.shape[1]}x{f0.depth.shape[0]}"
+                            + _depth_range(f0.depth)))
     if s.labels is None:
         lines.append("labels     none")
     else:
@@ -56,3 +57,10 @@ def describe_scan(scan: Scan, voxel_size: float = 0.02) -> str:
 
 def _vec(v: torch.Tensor) -> str:
     return "(" + ", ".join(f"{float(x):.3f}" for x in v) + ")"
+
+
+def _depth_range(depth: torch.Tensor) -> str:
+    valid = depth[depth > 0]
+    if valid.numel() == 0:
+        return " (first frame: no valid depth)"
+    return f" {float(valid.min()):.2f}-{float(valid.max()):.2f} m (first frame)"

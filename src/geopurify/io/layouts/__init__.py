@@ -10,6 +10,12 @@ layout                     what ``path`` points at
 ``pointcept``              a Pointcept scene folder (``coord.npy``, ``color.npy``, ...)
 ``pth``                    an OpenScene/GeoPurify ``.pth`` tuple
 ``ply``                    any ``.ply`` point cloud or mesh (optionally ``frames=<folder>``)
+``nerfstudio``             a ``transforms.json`` or the folder holding it (Polycam, Record3D, KIRI, ...)
+``strayscanner``           a Stray Scanner export (``odometry.csv``, ``camera_matrix.csv``, ``depth/``, ``rgb/``)
+``arkitscenes``            an ARKitScenes scene (``lowres_wide/``, ``lowres_depth/``, ``lowres_wide.traj``)
+``replica``                a NICE-SLAM Replica scene (``results/``, ``traj.txt``)
+``record3d``               a Record3D ``.r3d`` file (extra ``capture``)
+``splat``                  a 3D Gaussian-splat ``.ply`` (``f_dc_*``, ``opacity``, ``scale_*``, ``rot_*``)
 =========================  ===================================================================
 """
 
@@ -22,9 +28,14 @@ from typing import Any
 
 from ..._plugins import check_options
 from ...errors import InputError, UnknownNameError
+from ._capture import fuse_depth_frames
 from ._common import Scan
+from .arkitscenes import is_arkitscenes, read_arkitscenes, read_arkitscenes_frames
 from .generic import read_frames_folder, read_ply_scene
+from .nerfstudio import nerfstudio_json, read_nerfstudio, read_nerfstudio_frames
 from .preprocessed import is_pointcept, read_pointcept, read_pth
+from .record3d import read_record3d, read_record3d_frames
+from .replica import is_replica, read_replica, read_replica_frames
 from .scannet import (
     list_scannet50k,
     read_scannet50k,
@@ -33,7 +44,9 @@ from .scannet import (
     read_scannet_release,
     scannet50k_paths,
 )
-from .sevenscenes import fuse_depth_frames, is_sevenscenes, read_sevenscenes, read_sevenscenes_frames
+from .sevenscenes import is_sevenscenes, read_sevenscenes, read_sevenscenes_frames
+from .splat import is_gaussian_splat, read_splat, write_splat_labels
+from .strayscanner import is_strayscanner, read_strayscanner, read_strayscanner_frames
 
 LAYOUTS: dict[str, Callable[..., Scan]] = {
     "scannet50k": read_scannet50k,
@@ -43,6 +56,12 @@ LAYOUTS: dict[str, Callable[..., Scan]] = {
     "pointcept": read_pointcept,
     "pth": read_pth,
     "ply": read_ply_scene,
+    "nerfstudio": read_nerfstudio,
+    "strayscanner": read_strayscanner,
+    "arkitscenes": read_arkitscenes,
+    "replica": read_replica,
+    "record3d": read_record3d,
+    "splat": read_splat,
 }
 
 
@@ -64,13 +83,26 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
             return "pointcept"
         if is_sevenscenes(p):
             return "7scenes"
+        if nerfstudio_json(p) is not None:
+            return "nerfstudio"
+        if is_strayscanner(p):
+            return "strayscanner"
+        if is_arkitscenes(p):
+            return "arkitscenes"
+        if is_replica(p):
+            return "replica"
         raise InputError("folder is not a known scan layout (" + ", ".join(LAYOUTS) + ")", p)
     if p.is_file():
         if p.suffix == ".pth":
             return "pth"
         if p.suffix.lower() == ".ply":
-            return "ply"
-        raise InputError(f"unknown scan file type {p.suffix!r}: expected .ply, .pth or <scene>_vert.npy", p)
+            return "splat" if is_gaussian_splat(p) else "ply"
+        if p.suffix.lower() == ".json":
+            return "nerfstudio"
+        if p.suffix.lower() == ".r3d":
+            return "record3d"
+        raise InputError(f"unknown scan file type {p.suffix!r}: expected .ply, .pth, .r3d, transforms.json or "
+                         "<scene>_vert.npy", p)
     raise InputError("no such file or folder", p)
 
 
@@ -96,5 +128,7 @@ __all__ = [
     "LAYOUTS", "Scan", "detect_layout", "load_scan", "list_scannet50k", "read_scannet50k",
     "read_scannet_frames_json", "read_scannet_release", "read_scannet_export_frames", "read_sevenscenes",
     "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
-    "read_frames_folder",
+    "read_frames_folder", "read_nerfstudio", "read_nerfstudio_frames", "read_strayscanner", "read_strayscanner_frames",
+    "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames", "read_record3d",
+    "read_record3d_frames", "read_splat", "write_splat_labels", "is_gaussian_splat",
 ]

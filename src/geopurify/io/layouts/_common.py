@@ -30,6 +30,8 @@ class Scan:
         layout: the reader that produced it (a key of :data:`geopurify.io.LAYOUTS`).
         path: what was read.
         normals_estimated: True when the source had no normals and they were estimated.
+        source_index: ``(N,) int64`` index of each point among the source file's vertices when the reader
+            dropped some (Gaussian splats: low-opacity Gaussians), else None.
     """
 
     scene: Scene
@@ -37,6 +39,7 @@ class Scan:
     layout: str
     path: Path
     normals_estimated: bool = False
+    source_index: np.ndarray | None = None
 
 
 def map_labels_at(path: Path, ids: np.ndarray, label_set: LabelSet) -> torch.Tensor:
