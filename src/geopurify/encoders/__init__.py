@@ -8,6 +8,8 @@ Built-ins, each built from one ``source=`` (a folder, a file pattern or a hub id
 =================  ===========================================================================
 ``clip-hf``        a CLIP-family model in Hugging Face format (``source``: folder or hub id), dense
                    MaskCLIP features; its own text tower embeds the vocabulary  (extra ``clip``)
+``siglip``         a SigLIP / SigLIP 2 model in Hugging Face format (``source``: folder or hub id),
+                   dense features through its attention-pooling head; its own text tower  (extra ``siglip``)
 ``precomputed``    per-frame feature maps from files (``source``: folder, or a pattern with
                    ``{frame}``), from LSeg, OpenSeg, X-Decoder... run elsewhere
 ``masks``          per-frame masks (``source``: folder) with an embedding, or a class name that a
@@ -15,7 +17,7 @@ Built-ins, each built from one ``source=`` (a folder, a file pattern or a hub id
 =================  ===========================================================================
 
 Text encoders: ``minilm`` (the offline MiniLM sentence encoder, extra ``minilm``; ``source``: a
-sentence-transformers folder, default the packaged one) and ``clip-hf`` (the text tower alone).
+sentence-transformers folder, default the packaged one), ``clip-hf`` and ``siglip`` (the text towers alone).
 
 Factories are called as ``factory(source=..., **options)``; an image-encoder factory also accepts
 ``text_encoder=`` (a :class:`TextEncoder` whose space its features share) when it needs one. Third-party
@@ -35,6 +37,7 @@ from .base import ImageEncoder, TextEncoder
 from .clip_hf import ClipHFEncoder
 from .masks import MaskEncoder
 from .precomputed import PrecomputedEncoder
+from .siglip import SiglipEncoder
 from .text import MiniLMTextEncoder
 
 
@@ -48,9 +51,11 @@ def _masks(source: str, text_encoder: TextEncoder | None = None, threshold: floa
 
 # the built-ins import their heavy dependencies (transformers, sentence-transformers) only when built
 ENCODERS: Registry[Callable[..., ImageEncoder]] = Registry(
-    "encoder", "geopurify.encoders", {"clip-hf": ClipHFEncoder, "precomputed": PrecomputedEncoder, "masks": _masks})
+    "encoder", "geopurify.encoders", {"clip-hf": ClipHFEncoder, "siglip": SiglipEncoder,
+                                      "precomputed": PrecomputedEncoder, "masks": _masks})
 TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry(
-    "text encoder", "geopurify.text_encoders", {"minilm": MiniLMTextEncoder, "clip-hf": ClipHFEncoder})
+    "text encoder", "geopurify.text_encoders", {"minilm": MiniLMTextEncoder, "clip-hf": ClipHFEncoder,
+                                                        "siglip": SiglipEncoder})
 
 
 def get_encoder(name: str, **options: Any) -> ImageEncoder:
