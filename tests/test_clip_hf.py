@@ -121,3 +121,41 @@ def test_an_unloadable_model_folder_is_one_clear_error(tiny_clip, tmp_path):
         get_encoder("clip-hf", source=bad)
     with pytest.raises(InputError, match="CLIP model folder not found"):
         get_encoder("clip-hf", source=str(tmp_path / "missing") + "/")
+
+
+def _perturbed(enc, module, name):
+    """Doubles the parameter ``name`` of ``enc``'s submodule ``module`` in place; returns the encoder."""
+    p = enc.model.get_submodule(module).get_parameter(name)
+    with torch.no_grad():
+        p.mul_(2.0)
+    return enc
+
+
+def test_clearclip_is_query_query_attention_in_the_last_block_only(tiny_clip):
+    """ClearCLIP (Lan et al., ECCV 2024): the last block's values mixed by softmax(q q^T / sqrt(d)), no residual,
+    no FFN. It reads the last block's query projection and nothing MaskCLIP does not also read."""
+    mask = get_encoder("clip-hf", source=tiny_clip)
+    clear = get_encoder("clip-hf", source=tiny_clip, attention="clearclip")
+    x = torch.randn(1, 3, 32, 48)
+    got = clear.dense_features(x)
+    m = clear.model
+    with torch.no_grad():
+        last = m.vision_model.encoder.layers[-1]
+        a = last.layer_norm1(mask._tokens(x))                          # tokens entering the last block (tested above)
+        q = last.self_attn.q_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+        v = last.self_attn.v_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+        mixed = (torch.softmax(q @ q.transpose(2, 3) / 8 ** 0.5, -1) @ v).transpose(1, 2).reshape(1, 25, 32)
+        out = m.vision_model.post_layernorm(last.self_attn.out_proj(mixed)) @ m.visual_projection.weight.T
+    torch.testing.assert_close(got, out[:, 1:].reshape(1, 4, 6, 24), atol=1e-5, rtol=1e-5)
+    base = mask.dense_features(x)
+    assert not torch.allclose(got, base, atol=1e-3)
+    # the last block's keys and FFN enter neither rule; its queries enter ClearCLIP only
+    for enc in (mask, clear):
+        _perturbed(enc, "vision_model.encoder.layers.2.self_attn.k_proj", "weight")
+        _perturbed(enc, "vision_model.encoder.layers.2.mlp.fc1", "weight")
+    torch.testing.assert_close(mask.dense_features(x), base)
+    torch.testing.assert_close(clear.dense_features(x), got)
+    for enc in (mask, clear):
+        _perturbed(enc, "vision_model.encoder.layers.2.self_attn.q_proj", "weight")
+    torch.testing.assert_close(mask.dense_features(x), base)
+    assert not torch.allclose(clear.dense_features(x), got, atol=1e-4)

@@ -152,3 +152,26 @@ def test_bad_options_and_folders_are_one_clear_error(tiny_siglip, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty: cannot load a SigLIP model"):
         get_encoder("siglip", source=tmp_path / "empty")
+
+
+def test_clearclip_mixes_the_head_values_by_query_query_attention_and_drops_its_mlp(tiny_siglip):
+    mask = get_encoder("siglip", source=tiny_siglip)
+    clear = get_encoder("siglip", source=tiny_siglip, attention="clearclip")
+    x = torch.randn(1, 3, 32, 48)
+    got = clear.dense_features(x)
+    head = clear.model.vision_model.head
+    with torch.no_grad():
+        z = mask._tokens(x)
+        w, b = head.attention.in_proj_weight, head.attention.in_proj_bias
+        q = (z @ w[:E].T + b[:E]).view(1, 24, 4, 8).transpose(1, 2)
+        v = (z @ w[2 * E:].T + b[2 * E:]).view(1, 24, 4, 8).transpose(1, 2)
+        mixed = (torch.softmax(q @ q.transpose(2, 3) / 8 ** 0.5, -1) @ v).transpose(1, 2).reshape(1, 24, E)
+        ref = head.attention.out_proj(mixed).reshape(1, 4, 6, E)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    base = mask.dense_features(x)
+    with torch.no_grad():       # the head's MLP enters MaskCLIP's rule only; its probe enters neither
+        for enc in (mask, clear):
+            enc.model.vision_model.head.mlp.fc2.weight.mul_(2.0)
+            enc.model.vision_model.head.probe.mul_(2.0)
+    torch.testing.assert_close(clear.dense_features(x), got)
+    assert not torch.allclose(mask.dense_features(x), base, atol=1e-4)
