@@ -1,42 +1,20 @@
 """The clip-hf encoder on a tiny randomly initialised CLIP saved and loaded in the test."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
 
 from geopurify.encoders import encode_vocabulary, get_encoder  # noqa: E402
 from geopurify.io import Frame  # noqa: E402
-
-WORDS = ["a", "in", "scene", "chair", "table", "wall", "floor", "sofa"]
+from tiny_models import make_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_clip")
-    torch.manual_seed(0)
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tk.post_processor = tokenizers.processors.TemplateProcessing(single="[BOS] $A [EOS]",
-                                                                 special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                                bos_token="[BOS]", eos_token="[EOS]")
-    fast.save_pretrained(root)
-    cfg = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, eos_token_id=3, bos_token_id=2,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=40, num_hidden_layers=3, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=24)
-    transformers.CLIPModel(cfg).eval().save_pretrained(root)
-    (root / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25] * 3}))
-    return root
+    return make_clip(tmp_path_factory.mktemp("tiny_clip"))
 
 
 def test_dense_features_match_a_manual_maskclip_computation(tiny_clip):

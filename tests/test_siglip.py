@@ -5,56 +5,24 @@ import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
 
 from geopurify import InputError  # noqa: E402
 from geopurify.encoders import encode_vocabulary, get_encoder  # noqa: E402
 from geopurify.io import Frame  # noqa: E402
+from tiny_models import SIGLIP_DIM, make_siglip, make_siglip2  # noqa: E402
 
-WORDS = ["this", "is", "a", "photo", "of", "chair", "table", "wall", "."]
-E = 32
-
-
-def save_tokenizer(root, max_length=None):
-    """A word-level tokenizer with an end token, returning input ids only (as SigLIP's does)."""
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tk.post_processor = tokenizers.processors.TemplateProcessing(single="$A [EOS]", special_tokens=[("[EOS]", 2)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                                eos_token="[EOS]", model_input_names=["input_ids"])
-    fast.save_pretrained(root)
-    return len(vocab)
-
-
-def _configs(n_vocab):
-    text = dict(vocab_size=n_vocab, hidden_size=E, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=12)
-    vision = dict(hidden_size=E, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4, patch_size=8)
-    return text, vision
+E = SIGLIP_DIM
 
 
 @pytest.fixture(scope="module")
 def tiny_siglip(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_siglip")
-    torch.manual_seed(0)
-    text, vision = _configs(save_tokenizer(root))
-    model = transformers.SiglipModel(transformers.SiglipConfig(text_config=text, vision_config={**vision, "image_size": 32}))
-    with torch.no_grad():
-        model.logit_scale.fill_(2.0)
-        model.logit_bias.fill_(-3.0)
-    model.eval().save_pretrained(root)
-    return root
+    return make_siglip(tmp_path_factory.mktemp("tiny_siglip"))
 
 
 @pytest.fixture(scope="module")
 def tiny_siglip2(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_siglip2")
-    torch.manual_seed(0)
-    text, vision = _configs(save_tokenizer(root))
-    cfg = transformers.Siglip2Config(text_config=text, vision_config={**vision, "num_patches": 16})
-    transformers.Siglip2Model(cfg).eval().save_pretrained(root)
-    return root
+    return make_siglip2(tmp_path_factory.mktemp("tiny_siglip2"))
 
 
 def _manual_head_values(head, z):

@@ -10,6 +10,9 @@ Built-ins, each built from one ``source=`` (a folder, a file pattern or a hub id
                    MaskCLIP features; its own text tower embeds the vocabulary  (extra ``clip``)
 ``siglip``         a SigLIP / SigLIP 2 model in Hugging Face format (``source``: folder or hub id),
                    dense features through its attention-pooling head; its own text tower  (extra ``siglip``)
+``mask-embed``     class-agnostic masks (``masks=`` folder, or ``sam=`` a SAM checkpoint) embedded by the
+                   image tower of ``tower=`` (``clip-hf`` or ``siglip``, built from ``source``) over
+                   OpenMask3D's multi-scale crops; text space of that tower  (extra of the tower)
 ``precomputed``    per-frame feature maps from files (``source``: folder, or a pattern with
                    ``{frame}``), from LSeg, OpenSeg, X-Decoder... run elsewhere
 ``masks``          per-frame masks (``source``: folder) with an embedding, or a class name that a
@@ -33,8 +36,11 @@ from typing import Any
 import torch
 
 from .._plugins import Registry
+from .._validate import check_source
+from ..errors import InputError
 from .base import ImageEncoder, TextEncoder
 from .clip_hf import ClipHFEncoder
+from .mask_embed import FileProposals, MaskEmbedEncoder, SamProposals
 from .masks import MaskEncoder
 from .precomputed import PrecomputedEncoder
 from .siglip import SiglipEncoder
@@ -49,10 +55,23 @@ def _masks(source: str, text_encoder: TextEncoder | None = None, threshold: floa
                        threshold, logit_scale)
 
 
+def _mask_embed(source: str, tower: str = "clip-hf", masks: str | None = None, sam: str | None = None,
+                device: str = "cpu", levels: int = 3, expansion: float = 0.1, background: str = "keep",
+                threshold: float = 0.5, batch: int = 64, **tower_options: Any) -> MaskEmbedEncoder:
+    """The ``mask-embed`` encoder: proposals from ``masks=`` (folder) or ``sam=`` (SAM folder or hub id),
+    embedded by the ``tower`` encoder built from ``source`` (its other options go to the tower)."""
+    if (masks is None) == (sam is None):
+        raise InputError("mask-embed takes its masks from masks=FOLDER or sam=SAM_MODEL (exactly one)")
+    check_source(source, "image tower folder")
+    proposals = FileProposals(masks) if masks is not None else SamProposals(sam, device=device)
+    return MaskEmbedEncoder(get_encoder(tower, source=source, device=device, **tower_options), proposals,
+                            levels, expansion, background, threshold, batch)
+
+
 # the built-ins import their heavy dependencies (transformers, sentence-transformers) only when built
 ENCODERS: Registry[Callable[..., ImageEncoder]] = Registry(
     "encoder", "geopurify.encoders", {"clip-hf": ClipHFEncoder, "siglip": SiglipEncoder,
-                                      "precomputed": PrecomputedEncoder, "masks": _masks})
+                                      "mask-embed": _mask_embed, "precomputed": PrecomputedEncoder, "masks": _masks})
 TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry(
     "text encoder", "geopurify.text_encoders", {"minilm": MiniLMTextEncoder, "clip-hf": ClipHFEncoder,
                                                         "siglip": SiglipEncoder})
