@@ -98,7 +98,7 @@ def test_mask_embed_options_are_checked(towers, frame_and_masks, tmp_path):
         enc.encode_frame(Frame("g", torch.zeros(60, 80, 3, dtype=torch.uint8), K_CAM, np.eye(4)))
 
 
-def test_sam_proposals_without_torchvision_say_what_to_install(towers, monkeypatch):
+def test_sam_family_without_torchvision_says_what_to_install(towers, monkeypatch):
     import sys
 
     from geopurify.errors import MissingDependencyError
@@ -106,3 +106,6 @@ def test_sam_proposals_without_torchvision_say_what_to_install(towers, monkeypat
     monkeypatch.setitem(sys.modules, "torchvision", None)      # import torchvision raises ImportError
     with pytest.raises(MissingDependencyError, match=r"torch==2\.14\.1 with torchvision==0\.29\.1.*geopurify\[sam3\]"):
         get_encoder("mask-embed", source=towers["clip-hf"], sam=towers["clip-hf"])
+    with pytest.raises(MissingDependencyError, match=r"sam3 encoder .*pip install torch==2\.14\.1 torchvision==0\.29\.1"
+                       r".*geopurify\[sam3\]"):
+        get_encoder("sam3", source=towers["clip-hf"])

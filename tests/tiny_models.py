@@ -74,3 +74,26 @@ def make_siglip2(root: Path) -> Path:
     cfg = transformers.Siglip2Config(text_config=text, vision_config={**vision, "num_patches": 16})
     transformers.Siglip2Model(cfg).eval().save_pretrained(root)
     return root
+
+
+def make_sam3(root: Path) -> Path:
+    """A tiny SAM 3 (ViT 2 layers, hidden 32, 112 px input at patch 14, 8 queries, masks 32 x 32) with a CLIP
+    word tokenizer; needs torchvision (transformers' SAM 3 does)."""
+    torch.manual_seed(0)
+    n = _word_tokenizer(root, CLIP_WORDS, {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3}, "[BOS] $A [EOS]",
+                        bos_token="[BOS]", eos_token="[EOS]")
+    h = 32
+    layers = dict(hidden_size=h, num_attention_heads=2, intermediate_size=48)
+    vit = transformers.Sam3ViTConfig(hidden_size=h, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+                                     image_size=112, patch_size=14, window_size=4, global_attn_indexes=[1],
+                                     pretrain_image_size=56)
+    cfg = transformers.Sam3Config(
+        vision_config=dict(backbone_config=vit, fpn_hidden_size=h, backbone_feature_sizes=[[32, 32], [16, 16], [8, 8]]),
+        text_config=dict(vocab_size=n, hidden_size=h, intermediate_size=48, projection_dim=h, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=3, bos_token_id=2,
+                         pad_token_id=0),
+        geometry_encoder_config=dict(num_layers=1, **layers), detr_encoder_config=dict(num_layers=1, **layers),
+        detr_decoder_config=dict(num_layers=1, num_queries=8, **layers),
+        mask_decoder_config=dict(hidden_size=h, num_attention_heads=2))
+    transformers.Sam3Model(cfg).eval().save_pretrained(root)
+    return root

@@ -13,6 +13,9 @@ Built-ins, each built from one ``source=`` (a folder, a file pattern or a hub id
 ``mask-embed``     class-agnostic masks (``masks=`` folder, or ``sam=`` a SAM checkpoint) embedded by the
                    image tower of ``tower=`` (``clip-hf`` or ``siglip``, built from ``source``) over
                    OpenMask3D's multi-scale crops; text space of that tower  (extra of the tower)
+``sam3``           SAM 3 in Hugging Face format (``source``: folder or hub id), one text prompt per class:
+                   per-pixel class scores ``(h, w, C)`` (class-score space; its own "text encoder"
+                   embeds vocabulary names as one-hot rows)  (extra ``sam3``, needs torchvision)
 ``precomputed``    per-frame feature maps from files (``source``: folder, or a pattern with
                    ``{frame}``), from LSeg, OpenSeg, X-Decoder... run elsewhere
 ``masks``          per-frame masks (``source``: folder) with an embedding, or a class name that a
@@ -43,6 +46,7 @@ from .clip_hf import ClipHFEncoder
 from .mask_embed import FileProposals, MaskEmbedEncoder, SamProposals
 from .masks import MaskEncoder
 from .precomputed import PrecomputedEncoder
+from .sam3 import Sam3Encoder
 from .siglip import SiglipEncoder
 from .text import MiniLMTextEncoder
 
@@ -71,7 +75,8 @@ def _mask_embed(source: str, tower: str = "clip-hf", masks: str | None = None, s
 # the built-ins import their heavy dependencies (transformers, sentence-transformers) only when built
 ENCODERS: Registry[Callable[..., ImageEncoder]] = Registry(
     "encoder", "geopurify.encoders", {"clip-hf": ClipHFEncoder, "siglip": SiglipEncoder,
-                                      "mask-embed": _mask_embed, "precomputed": PrecomputedEncoder, "masks": _masks})
+                                      "mask-embed": _mask_embed,
+                                      "sam3": Sam3Encoder, "precomputed": PrecomputedEncoder, "masks": _masks})
 TEXT_ENCODERS: Registry[Callable[..., TextEncoder]] = Registry(
     "text encoder", "geopurify.text_encoders", {"minilm": MiniLMTextEncoder, "clip-hf": ClipHFEncoder,
                                                         "siglip": SiglipEncoder})

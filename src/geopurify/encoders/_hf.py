@@ -77,10 +77,10 @@ def image_stats(source: str | os.PathLike[str], mean: tuple[float, ...],
 
 
 def to_pixels(image: torch.Tensor, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-              device: str, dtype: torch.dtype) -> torch.Tensor:
-    """``(H, W, 3) uint8`` (or ``(B, H, W, 3)``) -> ``(B, 3, h, w)`` normalised, resized bicubically to ``size``."""
+              device: str, dtype: torch.dtype, mode: str = "bicubic") -> torch.Tensor:
+    """``(H, W, 3) uint8`` (or ``(B, H, W, 3)``) -> ``(B, 3, h, w)`` normalised, resized to ``size`` (antialiased)."""
     x = (image[None] if image.dim() == 3 else image).permute(0, 3, 1, 2).to(torch.float32) / 255.0
-    x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+    x = torch.nn.functional.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     return ((x.clamp(0, 1) - m) / s).to(device=device, dtype=dtype)
 

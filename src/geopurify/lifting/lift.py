@@ -163,6 +163,8 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: ImageEncoder, *, voc
     """
     if frames is None or len(frames) == 0:
         raise InputError(f"scene {scene.name} has no frames to lift features from")
+    if vocabulary and callable(getattr(encoder, "set_vocabulary", None)):
+        encoder.set_vocabulary(vocabulary)          # encoders prompted per class (sam3) score this vocabulary
     text_enc = text_encoder if text_encoder is not None else getattr(encoder, "text_encoder", None)
     text = None
     if FUSIONS[config.fusion].needs_text:
