@@ -94,3 +94,20 @@ def test_text_embeddings_are_computed_once_per_vocabulary(tiny_sam3, monkeypatch
     enc.set_vocabulary(["wall"])
     enc.encode_frame(_frame())
     assert calls == [(2, 16), (1, 16)] and len(vision) == 3
+
+
+def test_mask_embed_with_sam_proposals_embeds_the_pipelines_masks(tmp_path_factory, tmp_path):
+    from tiny_models import make_clip, make_sam
+
+    sam, clip = make_sam(tmp_path_factory.mktemp("sam")), make_clip(tmp_path_factory.mktemp("clip"))
+    opts = dict(points_per_batch=16, points_per_crop=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    enc = get_encoder("mask-embed", source=clip, sam=sam)
+    enc.proposals.options.update(opts)
+    frame = _frame()
+    masks, scores = enc.proposals(frame)
+    assert masks.dtype == torch.bool and masks.shape[1:] == (60, 80) and scores.shape == (len(masks),)
+    out = enc.encode_frame(frame)
+    np.savez(tmp_path / "f.npz", masks=masks.numpy(), scores=scores.numpy())
+    same = get_encoder("mask-embed", source=clip, masks=tmp_path).encode_frame(frame)
+    assert len(masks) >= 1 and (out.owner >= 0).any()
+    assert torch.equal(out.owner, same.owner) and torch.allclose(out.embeddings, same.embeddings, atol=1e-6)

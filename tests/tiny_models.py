@@ -97,3 +97,19 @@ def make_sam3(root: Path) -> Path:
         mask_decoder_config=dict(hidden_size=h, num_attention_heads=2))
     transformers.Sam3Model(cfg).eval().save_pretrained(root)
     return root
+
+
+def make_sam(root: Path) -> Path:
+    """A tiny SAM (ViT 2 layers, 64 px) with its processor, for transformers' mask-generation pipeline."""
+    torch.manual_seed(0)
+    vision = dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                  patch_size=8, mlp_dim=48, global_attn_indexes=[1], window_size=4, num_pos_feats=8)
+    cfg = transformers.SamConfig(vision_config=vision,
+                                 prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8,
+                                                            mask_input_channels=4),
+                                 mask_decoder_config=dict(hidden_size=16, num_attention_heads=2, mlp_dim=32,
+                                                          iou_head_hidden_dim=16))
+    transformers.SamModel(cfg).eval().save_pretrained(root)
+    transformers.SamProcessor(transformers.SamImageProcessor(size={"longest_edge": 64},
+                                                             pad_size={"height": 64, "width": 64})).save_pretrained(root)
+    return root
