@@ -63,3 +63,22 @@ def test_mean_fusion_over_one_view_is_the_encoders_output_at_the_pixel(kitchen_o
     consensus = lift_scan(scene, frames, enc, vocabulary=vocab, config=LiftConfig(fusion="consensus",
                                                                                   fill_unseen=False), progress=False)
     assert consensus.features.shape == (scene.num_points, enc.dim) and torch.equal(consensus.seen, lf.seen)
+
+
+@pytest.mark.parametrize("name", ["siglip", "mask-embed", pytest.param("sam3", marks=pytest.mark.sam3)])
+def test_the_segmenter_queries_with_the_encoders_own_text_tower(kitchen_one_view, encoders, name):
+    from geopurify import InputError, Segmenter
+
+    if name not in encoders:
+        pytest.skip("sam3 needs torchvision: pip install torch==2.14.1 torchvision==0.29.1")
+    scene, frames = kitchen_one_view
+    enc = encoders[name]
+    lf = lift_scan(scene, frames, enc, vocabulary=["chair", "table", "wall"], progress=False)
+    seg = Segmenter(encoder=enc, vocabulary_check="off")
+    seg.set_scene(scene, lf)
+    res = seg.query(["wall", "chair"], purify=False)
+    assert res.labels.shape == (scene.num_points,) and set(res.labels.unique().tolist()) <= {0, 1}
+    if name == "sam3":      # class-score space: the query's scores are the lifted channels of those classes
+        torch.testing.assert_close(res.scores, torch.nn.functional.normalize(lf.features, dim=1)[:, [2, 0]])
+        with pytest.raises(InputError, match="'sofa' not in the sam3 lift vocabulary"):
+            seg.query(["sofa"])

@@ -155,7 +155,8 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: ImageEncoder, *, voc
 
     Args:
         encoder: an image encoder (:func:`~geopurify.encoders.get_encoder`).
-        vocabulary: class names; consensus fusion scores views against them.
+        vocabulary: class names; consensus fusion scores views against them, and an encoder prompted per
+            class (one with ``set_vocabulary``, e.g. ``sam3``) is given them before the first frame.
         text_encoder: embeds the vocabulary; default: the encoder's own ``text_encoder`` (CLIP's text
             tower for ``clip-hf``, the mask class names' encoder for ``masks``).
     Raises:
