@@ -92,6 +92,27 @@ def patch_size_for(hw: tuple[int, int], short_side: int, patch: int) -> tuple[in
     return max(patch, round(H * s / patch) * patch), max(patch, round(W * s / patch) * patch)
 
 
+class PatchInput:
+    """What a ViT encoder with ``model``, ``short_side``, ``patch``, ``mean``, ``std`` and ``device`` shares:
+    its weights' ``dtype`` and :meth:`preprocess`."""
+
+    model: Any
+    short_side: int
+    patch: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    device: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
+        size = patch_size_for(tuple(image.shape[:2]), self.short_side, self.patch)
+        return to_pixels(image, size, self.mean, self.std, self.device, self.dtype)
+
+
 def mix_values(q: torch.Tensor, v: torch.Tensor, heads: int, rule: str) -> torch.Tensor:
     """The last attention's mixing of values, before the output projection (module docstring).
 

@@ -19,7 +19,7 @@ import os
 import torch
 
 from ..io.frames import Frame
-from ._hf import check_attention, image_stats, load_pretrained, mix_values, patch_size_for, to_pixels
+from ._hf import PatchInput, check_attention, image_stats, load_pretrained, mix_values
 from .base import TextEncoder
 from .maps import DenseFeatures
 
@@ -29,7 +29,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ClipHFEncoder:
+class ClipHFEncoder(PatchInput):
     """A CLIP model from a local folder (or a hub id where the network allows).
 
     It is both an :class:`~geopurify.encoders.ImageEncoder` and the
@@ -66,15 +66,6 @@ class ClipHFEncoder:
         self.logit_scale = float(self.model.logit_scale.detach().float().exp())
         self.dim = int(self.model.config.projection_dim)
         self.text_encoder: TextEncoder = text_encoder if text_encoder is not None else self
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.logit_scale.dtype
-
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
-        size = patch_size_for(tuple(image.shape[:2]), self.short_side, self.patch)
-        return to_pixels(image, size, self.mean, self.std, self.device, self.dtype)
 
     def _tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` -> ``(B, 1 + N, E)``: the tokens entering the last block."""

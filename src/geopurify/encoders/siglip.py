@@ -27,7 +27,7 @@ import os
 import torch
 
 from ..io.frames import Frame
-from ._hf import check_attention, image_stats, load_pretrained, mix_values, patch_size_for, to_pixels
+from ._hf import PatchInput, check_attention, image_stats, load_pretrained, mix_values
 from .base import TextEncoder
 from .maps import DenseFeatures
 
@@ -37,7 +37,7 @@ as the pipeline, a prompt template of 'This is a photo of {label}.' should be us
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
-class SiglipEncoder:
+class SiglipEncoder(PatchInput):
     """A SigLIP (``SiglipModel``) or SigLIP 2 (``Siglip2Model``) model from a folder or hub id.
 
     It is both an :class:`~geopurify.encoders.ImageEncoder` (dense features, module docstring) and the
@@ -76,15 +76,6 @@ class SiglipEncoder:
         self.dim = int(vcfg.hidden_size)
         self.text_max_length = int(self.model.config.text_config.max_position_embeddings)
         self.text_encoder: TextEncoder = text_encoder if text_encoder is not None else self
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.logit_scale.dtype
-
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
-        size = patch_size_for(tuple(image.shape[:2]), self.short_side, self.patch)
-        return to_pixels(image, size, self.mean, self.std, self.device, self.dtype)
 
     def _tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """``(B, 3, h, w)`` -> ``(B, h w / patch^2, E)``: the vision tower's post-layernorm patch tokens."""
