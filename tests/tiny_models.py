@@ -44,7 +44,7 @@ def make_clip(root: Path) -> Path:
 
 def _siglip_configs(n_vocab: int) -> tuple[dict, dict]:
     text = dict(vocab_size=n_vocab, hidden_size=SIGLIP_DIM, intermediate_size=40, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=12)
+                num_attention_heads=4, max_position_embeddings=12, pad_token_id=0, bos_token_id=2, eos_token_id=2)
     vision = dict(hidden_size=SIGLIP_DIM, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4, patch_size=8)
     return text, vision
 
