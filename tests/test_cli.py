@@ -137,4 +137,5 @@ def test_an_option_the_layout_does_not_take_is_one_line(tmp_path):
     res = run_cli("info", str(tmp_path / "ok.ply"), "--layout", "pth")
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     res = run_cli("lift", str(tmp_path / "ok.ply"), "--encoder", "nope", "--out", str(tmp_path / "x.npz"))
-    assert res.returncode == 2 and "unknown encoder 'nope'; available: clip-hf, masks, precomputed" in res.stderr
+    assert res.returncode == 2
+    assert "unknown encoder 'nope'; available: clip-hf, mask-embed, masks, precomputed, sam3, siglip" in res.stderr

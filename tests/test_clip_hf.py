@@ -1,42 +1,20 @@
 """The clip-hf encoder on a tiny randomly initialised CLIP saved and loaded in the test."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("tokenizers")
 
 from geopurify.encoders import encode_vocabulary, get_encoder  # noqa: E402
 from geopurify.io import Frame  # noqa: E402
-
-WORDS = ["a", "in", "scene", "chair", "table", "wall", "floor", "sofa"]
+from tiny_models import make_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_clip")
-    torch.manual_seed(0)
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[BOS]": 2, "[EOS]": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
-    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tk.post_processor = tokenizers.processors.TemplateProcessing(single="[BOS] $A [EOS]",
-                                                                 special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="[PAD]", unk_token="[UNK]",
-                                                bos_token="[BOS]", eos_token="[EOS]")
-    fast.save_pretrained(root)
-    cfg = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=16, eos_token_id=3, bos_token_id=2,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=40, num_hidden_layers=3, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        projection_dim=24)
-    transformers.CLIPModel(cfg).eval().save_pretrained(root)
-    (root / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25] * 3}))
-    return root
+    return make_clip(tmp_path_factory.mktemp("tiny_clip"))
 
 
 def test_dense_features_match_a_manual_maskclip_computation(tiny_clip):
@@ -93,13 +71,14 @@ def test_encoder_on_cuda_gives_the_cpu_features_back_on_the_cpu(tiny_clip):
     img = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
     frame = Frame("f", img, np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]]), np.eye(4))
     cpu = get_encoder("clip-hf", source=tiny_clip, short_side=32)
-    gpu = get_encoder("clip-hf", source=tiny_clip, short_side=32, device="cuda")
-    f_cpu, f_gpu = cpu.encode_frame(frame).features, gpu.encode_frame(frame).features
-    t_cpu, t_gpu = cpu.encode_classes(["chair", "table"]), gpu.encode_classes(["chair", "table"])
-    assert f_gpu.device.type == "cpu" and t_gpu.device.type == "cpu"
-    # relative error: cuDNN may run the patch embedding in TF32 (about 3e-4)
-    assert float((f_gpu - f_cpu).norm() / f_cpu.norm()) < 2e-3
-    assert float((t_gpu - t_cpu).norm() / t_cpu.norm()) < 2e-3
+    f_cpu, t_cpu = cpu.encode_frame(frame).features, encode_vocabulary(cpu, ["chair", "table"])
+    # float32 within TF32 error (cuDNN may run the patch embedding in TF32, about 3e-4); auto = float16 on CUDA
+    for dtype, tol in (("float32", 2e-3), ("auto", 2e-2)):
+        gpu = get_encoder("clip-hf", source=tiny_clip, short_side=32, device="cuda", dtype=dtype)
+        f_gpu, t_gpu = gpu.encode_frame(frame).features, encode_vocabulary(gpu, ["chair", "table"])
+        assert f_gpu.device.type == "cpu" and t_gpu.device.type == "cpu" and f_gpu.dtype == torch.float32
+        assert float((f_gpu - f_cpu).norm() / f_cpu.norm()) < tol
+        assert float((t_gpu - t_cpu).norm() / t_cpu.norm()) < tol
 
 
 def test_an_unloadable_model_folder_is_one_clear_error(tiny_clip, tmp_path):
@@ -121,3 +100,41 @@ def test_an_unloadable_model_folder_is_one_clear_error(tiny_clip, tmp_path):
         get_encoder("clip-hf", source=bad)
     with pytest.raises(InputError, match="CLIP model folder not found"):
         get_encoder("clip-hf", source=str(tmp_path / "missing") + "/")
+
+
+def _perturbed(enc, module, name):
+    """Doubles the parameter ``name`` of ``enc``'s submodule ``module`` in place; returns the encoder."""
+    p = enc.model.get_submodule(module).get_parameter(name)
+    with torch.no_grad():
+        p.mul_(2.0)
+    return enc
+
+
+def test_clearclip_is_query_query_attention_in_the_last_block_only(tiny_clip):
+    """ClearCLIP (Lan et al., ECCV 2024): the last block's values mixed by softmax(q q^T / sqrt(d)), no residual,
+    no FFN. It reads the last block's query projection and nothing MaskCLIP does not also read."""
+    mask = get_encoder("clip-hf", source=tiny_clip)
+    clear = get_encoder("clip-hf", source=tiny_clip, attention="clearclip")
+    x = torch.randn(1, 3, 32, 48)
+    got = clear.dense_features(x)
+    m = clear.model
+    with torch.no_grad():
+        last = m.vision_model.encoder.layers[-1]
+        a = last.layer_norm1(mask._tokens(x))                          # tokens entering the last block (tested above)
+        q = last.self_attn.q_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+        v = last.self_attn.v_proj(a).view(1, 25, 4, 8).transpose(1, 2)
+        mixed = (torch.softmax(q @ q.transpose(2, 3) / 8 ** 0.5, -1) @ v).transpose(1, 2).reshape(1, 25, 32)
+        out = m.vision_model.post_layernorm(last.self_attn.out_proj(mixed)) @ m.visual_projection.weight.T
+    torch.testing.assert_close(got, out[:, 1:].reshape(1, 4, 6, 24), atol=1e-5, rtol=1e-5)
+    base = mask.dense_features(x)
+    assert not torch.allclose(got, base, atol=1e-3)
+    # the last block's keys and FFN enter neither rule; its queries enter ClearCLIP only
+    for enc in (mask, clear):
+        _perturbed(enc, "vision_model.encoder.layers.2.self_attn.k_proj", "weight")
+        _perturbed(enc, "vision_model.encoder.layers.2.mlp.fc1", "weight")
+    torch.testing.assert_close(mask.dense_features(x), base)
+    torch.testing.assert_close(clear.dense_features(x), got)
+    for enc in (mask, clear):
+        _perturbed(enc, "vision_model.encoder.layers.2.self_attn.q_proj", "weight")
+    torch.testing.assert_close(mask.dense_features(x), base)
+    assert not torch.allclose(clear.dense_features(x), got, atol=1e-4)

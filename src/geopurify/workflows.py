@@ -69,7 +69,7 @@ class EncoderSpec:
     """An image encoder (and optionally a text encoder) by registry name, built on demand.
 
     Attributes:
-        name: image encoder (``clip-hf``, ``precomputed``, ``masks`` or a plugin).
+        name: image encoder (``clip-hf``, ``siglip``, ``mask-embed``, ``sam3``, ``precomputed``, ``masks`` or a plugin).
         source: its ``source=`` (folder, file pattern or hub id).
         options: further keyword options of its factory.
         text_encoder: a text encoder to use instead of the encoder's own (passed as ``text_encoder=``).

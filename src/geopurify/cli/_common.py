@@ -93,11 +93,12 @@ def scan_flags(p: argparse.ArgumentParser, frames: bool = True) -> None:
 
 
 def encoder_flags(p: argparse.ArgumentParser, why: str) -> None:
-    p.add_argument("--encoder", help=f"{why}: clip-hf, precomputed, masks, or a plugin")
-    p.add_argument("--source", help="the encoder's source: model folder or hub id (clip-hf), feature folder or "
-                   "pattern with {frame} (precomputed), mask folder (masks)")
+    p.add_argument("--encoder", help=f"{why}: clip-hf, siglip, mask-embed, sam3, precomputed, masks, or a plugin")
+    p.add_argument("--source", help="the encoder's source: model folder or hub id (clip-hf, siglip, sam3; mask-embed: "
+                   "its image tower), feature folder or pattern with {frame} (precomputed), mask folder (masks)")
     p.add_argument("--encoder-option", action="append", metavar="KEY=VALUE",
-                   help="another option of the encoder (repeatable), e.g. device=cuda, short_side=336")
+                   help="another option of the encoder (repeatable), e.g. device=cuda, dtype=bfloat16, short_side=336, "
+                   "attention=clearclip, masks=FOLDER or sam=SAM_MODEL (mask-embed), rule=semantic (sam3)")
     p.add_argument("--vocab", help="vocabulary: a label set (scannet20, ...), a file with one class per line, "
                    "or 'chair,table,...'")
     text_flags(p)
@@ -105,7 +106,8 @@ def encoder_flags(p: argparse.ArgumentParser, why: str) -> None:
 
 
 def text_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--text-encoder", help="text encoder of the vocabulary (minilm, clip-hf; default: the encoder's own)")
+    p.add_argument("--text-encoder", help="text encoder of the vocabulary (minilm, clip-hf, siglip; default: the "
+                   "encoder's own)")
     p.add_argument("--text-source", help="the text encoder's source (model folder or hub id), if it needs one")
 
 

@@ -6,23 +6,20 @@ attention and the MLP, then through the post-layernorm and the visual projection
 
     dense = visual_projection(post_layernorm(out_proj(v_proj(layer_norm1(x_{L-1})))))[patches]
 
-where ``x_{L-1}`` is the token sequence entering the last block. Position embeddings are interpolated
+where ``x_{L-1}`` is the token sequence entering the last block; ``attention="clearclip"`` mixes the
+values by query-query attention first (ClearCLIP's rule, :mod:`geopurify.encoders._hf`). Position embeddings are interpolated
 for non-square inputs (``interpolate_pos_encoding``). The patch grid (h, w) covers the whole image;
 points read the patch that contains their pixel (nearest upsampling).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import torch
 
-from .._optional import require
-from .._validate import check_source
-from ..errors import InputError
 from ..io.frames import Frame
+from ._hf import PatchInput, check_attention, image_stats, load_pretrained, mix_values
 from .base import TextEncoder
 from .maps import DenseFeatures
 
@@ -32,7 +29,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ClipHFEncoder:
+class ClipHFEncoder(PatchInput):
     """A CLIP model from a local folder (or a hub id where the network allows).
 
     It is both an :class:`~geopurify.encoders.ImageEncoder` and the
@@ -45,63 +42,58 @@ class ClipHFEncoder:
         short_side: input resolution of the image's short side in pixels (default: the model's
             training resolution); the long side keeps the aspect ratio, both rounded to the patch size.
         template: prompt template for class names, default ``"a {} in a scene"``.
+        attention: dense rule of the last block, ``"maskclip"`` (default) or ``"clearclip"``.
+        dtype: weights' dtype, ``auto`` (float16 on CUDA, float32 elsewhere), ``float32``, ``float16``, ``bfloat16``.
         text_encoder: another text encoder to embed vocabularies with (default: this model's text tower).
     """
 
     name = "clip-hf"
 
     def __init__(self, source: str | os.PathLike[str], device: str = "cpu", short_side: int | None = None,
-                 template: str = DEFAULT_TEMPLATE, text_encoder: TextEncoder | None = None) -> None:
-        check_source(source, "CLIP model folder")
-        transformers = require("transformers", "clip", feature="the clip-hf encoder")
-        try:
-            self.model = transformers.CLIPModel.from_pretrained(str(source)).eval().requires_grad_(False).to(device)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
-        except Exception as exc:  # noqa: BLE001 - unreadable, refused (pickled weights) or incomplete model folder
-            raise InputError(f"cannot load a CLIP model ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})",
-                             source) from None
+                 template: str = DEFAULT_TEMPLATE, attention: str = "maskclip", dtype: str = "auto",
+                 text_encoder: TextEncoder | None = None) -> None:
+        self.attention = check_attention(attention)
+        self.model, self.tokenizer = load_pretrained(("CLIPModel",), source, "CLIP model", "clip",
+                                                     "the clip-hf encoder", device, dtype)
         self.source = str(source)
         self.device = device
         vcfg = self.model.config.vision_config
         self.patch = int(vcfg.patch_size)
+        self.image_size = int(vcfg.image_size)
         self.short_side = int(short_side or vcfg.image_size)
         self.template = template
-        self.mean, self.std = CLIP_MEAN, CLIP_STD
-        pre = Path(str(source)) / "preprocessor_config.json"
-        if pre.is_file():
-            cfg = json.loads(pre.read_text())
-            self.mean, self.std = tuple(cfg.get("image_mean", self.mean)), tuple(cfg.get("image_std", self.std))
-        self.logit_scale = float(self.model.logit_scale.detach().exp())
+        self.mean, self.std = image_stats(source, CLIP_MEAN, CLIP_STD)
+        self.logit_scale = float(self.model.logit_scale.detach().float().exp())
         self.dim = int(self.model.config.projection_dim)
         self.text_encoder: TextEncoder = text_encoder if text_encoder is not None else self
 
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
-        H, W = image.shape[:2]
-        s = self.short_side / min(H, W)
-        h = max(self.patch, round(H * s / self.patch) * self.patch)
-        w = max(self.patch, round(W * s / self.patch) * self.patch)
-        x = image.permute(2, 0, 1)[None].to(torch.float32) / 255.0
-        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return ((x.clamp(0, 1) - mean) / std).to(self.device)
+    def _tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, h, w)`` -> ``(B, 1 + N, E)``: the tokens entering the last block."""
+        vm = self.model.vision_model
+        x = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=True))
+        for layer in vm.encoder.layers[:-1]:
+            out = layer(x, None)
+            x = out[0] if isinstance(out, tuple) else out
+        return x
 
     @torch.inference_mode()
     def dense_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """MaskCLIP patch features: ``(B, 3, h, w)`` -> ``(B, h / patch, w / patch, D)`` (not normalised)."""
         vm = self.model.vision_model
-        x = vm.embeddings(pixel_values, interpolate_pos_encoding=True)
-        x = vm.pre_layrnorm(x)
-        layers = vm.encoder.layers
-        for layer in layers[:-1]:
-            out = layer(x, None)
-            x = out[0] if isinstance(out, tuple) else out
-        last = layers[-1]
-        v = last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(x)))
+        last = vm.encoder.layers[-1]
+        a = last.layer_norm1(self._tokens(pixel_values))
+        attn = last.self_attn
+        v = attn.out_proj(mix_values(attn.q_proj(a), attn.v_proj(a), attn.num_heads, self.attention))
         feats = self.model.visual_projection(vm.post_layernorm(v))[:, 1:]
         B, _, h, w = pixel_values.shape
         return feats.reshape(B, h // self.patch, w // self.patch, -1)
+
+    @torch.inference_mode()
+    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings: ``(B, 3, s, s)`` at the training size -> ``(B, D)`` L2-normalised float32."""
+        out = self.model.get_image_features(pixel_values=pixel_values)
+        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
+        return torch.nn.functional.normalize(emb.float(), dim=1)
 
     def encode_frame(self, frame: Frame) -> DenseFeatures:
         return DenseFeatures(self.dense_features(self.preprocess(frame.image))[0].float().cpu())

@@ -69,18 +69,7 @@ class MaskEncoder:
 
     def encode_frame(self, frame: Frame) -> MaskFeatures:
         path = self.folder / f"{frame.name}.npz"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                masks = torch.from_numpy(np.asarray(z["masks"]))
-                scores = torch.from_numpy(z["scores"]) if "scores" in z else None
-                emb = torch.from_numpy(z["embeddings"]) if "embeddings" in z else None
-                classes = [str(c) for c in z["classes"]] if "classes" in z else None
-        except FileNotFoundError:
-            raise InputError(f"no mask file for frame {frame.name!r}", path) from None
-        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise InputError(f"not a mask file with 'masks' and 'embeddings' or 'classes' ({exc})", path) from None
-        if masks.dim() != 3:
-            raise InputError(f"masks must be (K, h, w), got {tuple(masks.shape)}", path)
+        masks, scores, emb, classes = read_mask_file(path, frame.name)
         k = masks.shape[0]
         if emb is None:
             if classes is None:
@@ -89,8 +78,33 @@ class MaskEncoder:
             if te is None:
                 raise InputError("holds class names: pass a text encoder to embed them", path)
             emb = te.encode_text([te.template.format(c) for c in classes]) if k else torch.zeros(0, te.dim)
-        if emb.dim() != 2 or emb.shape[0] != k or (scores is not None and scores.shape != (k,)):
-            raise InputError(f"{k} masks but embeddings {tuple(emb.shape)} / scores "
-                             f"{None if scores is None else tuple(scores.shape)}", path)
+        if emb.dim() != 2 or emb.shape[0] != k:
+            raise InputError(f"{k} masks but embeddings {tuple(emb.shape)}", path)
         owner = assign_masks(masks, scores, self.threshold)
         return MaskFeatures(owner, emb.to(torch.float32))
+
+
+MaskFile = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[str] | None]
+
+
+def read_mask_file(path: Path, frame_name: str, needs: str = "'masks' and 'embeddings' or 'classes'") -> MaskFile:
+    """``(masks (K, h, w), scores (K,) or None, embeddings (K, D) or None, classes or None)`` of one mask file.
+
+    Raises:
+        InputError: missing or unreadable file, masks not ``(K, h, w)``, scores not ``(K,)``.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            masks = torch.from_numpy(np.asarray(z["masks"]))
+            scores = torch.from_numpy(z["scores"]) if "scores" in z else None
+            emb = torch.from_numpy(z["embeddings"]) if "embeddings" in z else None
+            classes = [str(c) for c in z["classes"]] if "classes" in z else None
+    except FileNotFoundError:
+        raise InputError(f"no mask file for frame {frame_name!r}", path) from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"not a mask file with {needs} ({exc})", path) from None
+    if masks.dim() != 3:
+        raise InputError(f"masks must be (K, h, w), got {tuple(masks.shape)}", path)
+    if scores is not None and scores.shape != (masks.shape[0],):
+        raise InputError(f"{masks.shape[0]} masks but scores {tuple(scores.shape)}", path)
+    return masks, scores, emb, classes

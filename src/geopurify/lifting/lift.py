@@ -155,7 +155,8 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: ImageEncoder, *, voc
 
     Args:
         encoder: an image encoder (:func:`~geopurify.encoders.get_encoder`).
-        vocabulary: class names; consensus fusion scores views against them.
+        vocabulary: class names; consensus fusion scores views against them, and an encoder prompted per
+            class (one with ``set_vocabulary``, e.g. ``sam3``) is given them before the first frame.
         text_encoder: embeds the vocabulary; default: the encoder's own ``text_encoder`` (CLIP's text
             tower for ``clip-hf``, the mask class names' encoder for ``masks``).
     Raises:
@@ -163,6 +164,8 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: ImageEncoder, *, voc
     """
     if frames is None or len(frames) == 0:
         raise InputError(f"scene {scene.name} has no frames to lift features from")
+    if vocabulary and callable(getattr(encoder, "set_vocabulary", None)):
+        encoder.set_vocabulary(vocabulary)          # encoders prompted per class (sam3) score this vocabulary
     text_enc = text_encoder if text_encoder is not None else getattr(encoder, "text_encoder", None)
     text = None
     if FUSIONS[config.fusion].needs_text:
