@@ -76,17 +76,29 @@ def test_outputs_manifest_and_merged_metrics_match_the_single_scan_commands(scan
         d = json.loads((out / key / f"{key}_evaluation.json").read_text())["matrices"]["purified"]["all"]
         total.counts += torch.tensor(d["counts"])
         total.missed += torch.tensor(d["missed"])
-        feats = tmp_path / "feats"
-        feats.mkdir(exist_ok=True)
-        os.link(out / key / f"{key}.npz", feats / f"{key}.npz")
     assert asdict(total.summary(get_label_set("scannet20"))) == merged["results"]["purified"]["all"]
     seg = segmenter_for(None, text_encoder=build_text_encoder("minilm"))
-    ev = evaluate_scans([str(scans / "scans" / k) for k in NAMES], feats, seg).to_dict()
+    ev = evaluate_scans([str(scans / "scans" / k) for k in NAMES], out, seg).to_dict()   # --features: the run folder
     for method in ("direct", "purified"):
         for subset in ("all", "seen"):
             assert merged["results"][method][subset] == ev["results"][method][subset]   # integer sums: exact
     lifted = LiftedFeatures.load(out / NAMES[0] / f"{NAMES[0]}.npz", scene=open_scan(scans / "scans" / NAMES[0]).scene)
     assert lifted.encoder == "masks"
+
+
+def test_a_run_folder_serves_as_features_of_query_and_train(scans, first_run, tmp_path):
+    """`--features RUN` finds each scan's <scan>/<scene>.npz through the run's manifest folder."""
+    q_run, q_one = tmp_path / "q_run", tmp_path / "q_one"
+    common = ["--text", "somewhere to sit", "--text-encoder", "minilm", "--no-purify"]
+    assert main(["query", str(scans / "scans" / NAMES[0]), str(scans / "scans" / NAMES[1]), "--features",
+                 str(first_run), "--out", str(q_run), *common]) == 0
+    assert main(["query", str(scans / "scans" / NAMES[1]), "--features", str(first_run / NAMES[1] / f"{NAMES[1]}.npz"),
+                 "--out", str(q_one), *common]) == 0
+    name = "q00_somewhere_to_sit.npy"
+    assert np.array_equal(np.load(q_run / NAMES[1] / name), np.load(q_one / NAMES[1] / name))
+    assert main(["train", str(scans / "scans" / NAMES[2]), "--features", str(first_run), "--out", str(tmp_path / "t"),
+                 "--epochs", "1", "--no-progress"]) == 0
+    assert not (first_run / f"{NAMES[2]}.npz").exists()          # read from the scan's folder, nothing lifted again
 
 
 def test_rerun_skips_complete_scans_and_redoes_partial_ones(scans, first_run, capsys):

@@ -158,7 +158,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train the student affinity network by label-free distillation")
     p.add_argument("scenes", nargs="+", help="training scans (paths, or .txt files listing one path per line)")
-    p.add_argument("--features", required=True, help="folder of lifted features, <scene>.npz (from `geopurify lift`)")
+    p.add_argument("--features", required=True, help="folder of lifted features, <scene>.npz (from `geopurify lift`), "
+                   "or a `geopurify run` folder")
     p.add_argument("--out", required=True, help="run folder: checkpoints (last.pt, best.pt), train.log, cache/")
     p.add_argument("--teacher", default="geometric", help="geometric (default), precomputed, sonata, or a plugin")
     p.add_argument("--teacher-path", help="folder of <scene>.npy features for --teacher precomputed; "
@@ -194,7 +195,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="mIoU/mAcc of direct projection vs purification over labelled scans")
     p.add_argument("scenes", nargs="+", help="labelled scans (paths, or .txt files listing one path per line)")
-    p.add_argument("--features", required=True, help="folder of lifted features, <scene>.npz")
+    p.add_argument("--features", required=True, help="folder of lifted features, <scene>.npz, or a `geopurify run` folder")
     p.add_argument("--out", help="write the results as JSON here")
     text_flags(p)
     scan_flags(p, frames=False)

@@ -58,8 +58,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        ".npy, a heatmap .ply and the top-k points with their bounding box (.json)")
     p.add_argument("scenes", nargs="+", help="scans (paths, or .txt files listing one path per line)")
     p.add_argument("--text", action="append", required=True, help="a free-text query (repeatable)")
-    p.add_argument("--features", help="folder of lifted features <scene>.npz, or one .npz for one scan "
-                   "(default: lift now with --encoder)")
+    p.add_argument("--features", help="folder of lifted features <scene>.npz, a `geopurify run` folder, or one .npz "
+                   "for one scan (default: lift now with --encoder)")
     p.add_argument("--top-k", type=int, default=100, help="points listed per query in the .json (default 100)")
     p.add_argument("--out", required=True, help="output folder: <scene>/qNN_<query>.npy|.ply|.json, queries.json")
     encoder_flags(p, "lift with this encoder when no --features are given")

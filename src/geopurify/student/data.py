@@ -3,6 +3,7 @@ per-iteration batches (augmentation, voxel grid, student input, pairs) drawn fro
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -84,8 +85,17 @@ def common_source(scenes: Sequence[DistillScene]) -> FeatureSource:
 
 
 def lifted_path(features_dir: str | os.PathLike[str], scene_name: str) -> Path:
-    """Where the lifted features of a scene live: ``<features_dir>/<scene name>.npz``."""
-    return output_path(features_dir, f"{safe_name(scene_name)}.npz")
+    """Where the lifted features of a scene live: ``<features_dir>/<scene name>.npz``, or, when ``features_dir``
+    is the output folder of ``geopurify run`` (it holds ``manifest.json``), ``<features_dir>/<scan>/<scene>.npz``."""
+    name = f"{safe_name(scene_name)}.npz"
+    direct = output_path(features_dir, name)
+    if direct.exists() or not (Path(features_dir) / "manifest.json").is_file():
+        return direct
+    found = sorted(Path(features_dir).glob(f"*/{glob.escape(name)}"))
+    if len(found) > 1:
+        raise InputError(f"{len(found)} scans of this run folder are named {scene_name!r}: "
+                         f"{', '.join(str(f.parent.name) for f in found)}; give one scan's .npz", features_dir)
+    return found[0] if found else direct
 
 
 def prepare_scene(path: str | os.PathLike[str], features_dir: str | os.PathLike[str], teacher: Any,
