@@ -138,3 +138,46 @@ def test_clearclip_is_query_query_attention_in_the_last_block_only(tiny_clip):
         _perturbed(enc, "vision_model.encoder.layers.2.self_attn.q_proj", "weight")
     torch.testing.assert_close(mask.dense_features(x), base)
     assert not torch.allclose(clear.dense_features(x), got, atol=1e-4)
+
+
+def _frames_of_mixed_sizes():
+    """Five frames: 60 x 80 and 48 x 64 (both 32 x 40 at short side 32: one batch) and 80 x 60 (40 x 32)."""
+    rng = np.random.default_rng(3)
+    K = np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]])
+    shapes = [(60, 80), (80, 60), (48, 64), (60, 80), (80, 60)]
+    return [Frame(f"f{i}", torch.from_numpy(rng.integers(0, 255, (*s, 3), dtype=np.uint8)), K, np.eye(4))
+            for i, s in enumerate(shapes)]
+
+
+@pytest.mark.parametrize("attention", ["maskclip", "clearclip"])
+def test_encode_frames_equals_encode_frame_per_frame_for_mixed_sizes(tiny_clip, attention):
+    enc = get_encoder("clip-hf", source=tiny_clip, short_side=32, attention=attention)
+    frames = _frames_of_mixed_sizes()
+    calls = []
+    forward = enc.dense_features
+    enc.dense_features = lambda x: calls.append(tuple(x.shape)) or forward(x)
+    batched = enc.encode_frames(frames)
+    assert calls == [(3, 3, 32, 40), (2, 3, 40, 32)]        # one forward pass per input size, frames stacked
+    assert [b.features.shape for b in batched] == [(4, 5, 24), (5, 4, 24), (4, 5, 24), (4, 5, 24), (5, 4, 24)]
+    for frame, b in zip(frames, batched):
+        torch.testing.assert_close(b.features, enc.encode_frame(frame).features, atol=1e-5, rtol=1e-5)
+        assert b.features.untyped_storage().nbytes() == b.nbytes      # its own storage, not a view of the batch
+
+
+@pytest.mark.parametrize("fusion", ["mean", "consensus"])
+def test_lifting_in_batches_of_frames_gives_the_frame_by_frame_result(tiny_clip, fusion):
+    from geopurify.lifting import LiftConfig, lift_scan
+    from geopurify.sim import make_room
+    from geopurify.sim.views import SCANNET_K_320, render_views, room_cameras, views_to_frames
+
+    room = make_room(seed=2, density=60)
+    K = SCANNET_K_320 * np.array([[0.25], [0.25], [1.0]])
+    frames = views_to_frames(render_views(room, room_cameras(room, 6), K=K, size=(80, 60)))
+    enc = get_encoder("clip-hf", source=tiny_clip, short_side=32)
+    vocab = ["chair", "table", "wall", "floor"]
+    one, four = (lift_scan(room, frames, enc, vocabulary=vocab, progress=False,
+                           config=LiftConfig(fusion=fusion, batch_frames=b, border=2)) for b in (1, 4))
+    assert one.view_counts.sum() > 0 and torch.equal(one.seen, four.seen)
+    assert torch.equal(one.view_counts, four.view_counts)
+    torch.testing.assert_close(four.features, one.features, atol=1e-5, rtol=1e-5)
+    assert four.settings["lift"]["batch_frames"] == 4

@@ -244,3 +244,72 @@ def test_score_keys_order_like_scores_then_earlier_frames():
     empty = torch.full((2,), torch.iinfo(torch.int64).min)
     s, f = _decode_keys(empty)
     assert torch.equal(s, torch.full((2,), -torch.inf)) and torch.equal(f, torch.full((2,), -1))
+
+
+class _RecordingEncoder:
+    """Fixed per-frame maps; records which frames each call encoded. ``batched``: it has ``encode_frames``."""
+
+    name, logit_scale = "rec", 10.0
+
+    def __init__(self, maps, text, batched):
+        self.maps, self.dim, self.calls = maps, maps[next(iter(maps))].shape[2], []
+        self.text_encoder = self
+        self.template = "{}"
+        self._text = text
+        if batched:
+            self.encode_frames = self._encode_frames
+
+    def encode_text(self, texts):
+        return self._text[: len(texts)]
+
+    def encode_frame(self, frame):
+        self.calls.append([frame.name])
+        return DenseFeatures(self.maps[frame.name])
+
+    def _encode_frames(self, frames):
+        self.calls.append([f.name for f in frames])
+        return [DenseFeatures(self.maps[f.name]) for f in frames]
+
+
+@pytest.mark.parametrize("fusion", ["mean", "consensus"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_batch_frames_changes_the_calls_not_the_result(room, fusion, batched):
+    from geopurify.lifting import lift_scan
+    frames = room_frames(room, n=7)
+    g = torch.Generator().manual_seed(0)
+    maps = {f.name: torch.randn(15, 20, 8, generator=g) for f in frames}
+    text = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    vocab = ["a", "b", "c", "d"]
+    two_maps = 2 * maps["f0"].numel() * 4
+    runs = {}
+    for b in (1, 4):
+        enc = _RecordingEncoder(maps, text, batched)
+        cfg = LiftConfig(fusion=fusion, batch_frames=b, cache_bytes=two_maps, top_views=1)
+        runs[b] = (lift_scan(room, frames, enc, vocabulary=vocab, config=cfg, progress=False), enc.calls)
+    (one, calls1), (four, calls4) = runs[1], runs[4]
+    assert torch.equal(one.features, four.features) and torch.equal(one.seen, four.seen)
+    assert torch.equal(one.view_counts, four.view_counts)
+    assert all(len(c) == 1 for c in calls1)
+    # the same frames are encoded (the cache keeps the same two within its budget), up to 4 per call when batched
+    assert sorted(sum(calls4, [])) == sorted(sum(calls1, []))
+    if batched:
+        assert calls4[:2] == [["f0", "f1", "f2", "f3"], ["f4", "f5", "f6"]] and max(map(len, calls4)) <= 4
+    else:
+        assert calls4 == calls1
+    if fusion == "consensus":      # the second pass encodes again only frames beyond the budget (f2..f6 if chosen)
+        again = sum(calls4[2 if batched else 7:], [])
+        assert again and not {"f0", "f1"} & set(again)
+        assert not batched or all(len(c) == 4 for c in calls4[2:-1])     # uncached frames batched together
+    with pytest.raises(ValueError, match="invalid lifting settings"):
+        LiftConfig(batch_frames=0)
+
+
+def test_batch_frames_is_a_flag_and_not_part_of_a_runs_configuration():
+    from geopurify.batch.config import RunConfig
+    from geopurify.cli import build_parser
+    from geopurify.cli._common import lift_config_of
+    args = build_parser().parse_args(["lift", "scan.ply", "--encoder", "clip-hf", "--batch-frames", "8", "--out", "o.npz"])
+    assert lift_config_of(args).batch_frames == 8
+    runs = [RunConfig(stages=("segment",), features="f", vocabulary=("a",), lift=LiftConfig(batch_frames=b))
+            for b in (1, 8)]
+    assert runs[0].to_dict() == runs[1].to_dict() and "batch_frames" not in runs[0].to_dict()["lift"]

@@ -143,3 +143,21 @@ def test_clearclip_mixes_the_head_values_by_query_query_attention_and_drops_its_
             enc.model.vision_model.head.probe.mul_(2.0)
     torch.testing.assert_close(clear.dense_features(x), got)
     assert not torch.allclose(mask.dense_features(x), base, atol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["tiny_siglip", "tiny_siglip2"])
+def test_encode_frames_equals_encode_frame_per_frame_for_mixed_sizes(request, model):
+    enc = get_encoder("siglip", source=request.getfixturevalue(model))
+    rng = np.random.default_rng(3)
+    K = np.array([[50.0, 0, 39.5], [0, 50.0, 29.5], [0, 0, 1]])
+    shapes = [(60, 80), (80, 60), (48, 64), (60, 80)]        # 32 x 40, 40 x 32, 32 x 40, 32 x 40 inputs
+    frames = [Frame(f"f{i}", torch.from_numpy(rng.integers(0, 255, (*s, 3), dtype=np.uint8)), K, np.eye(4))
+              for i, s in enumerate(shapes)]
+    calls = []
+    forward = enc.dense_features
+    enc.dense_features = lambda x: calls.append(tuple(x.shape)) or forward(x)
+    batched = enc.encode_frames(frames)
+    assert calls == [(3, 3, 32, 40), (1, 3, 40, 32)]
+    for frame, b in zip(frames, batched):
+        torch.testing.assert_close(b.features, enc.encode_frame(frame).features, atol=1e-5, rtol=1e-5)
+    assert [b.features.shape for b in batched] == [(4, 5, E), (5, 4, E), (4, 5, E), (4, 5, E)]

@@ -94,6 +94,7 @@ class RunConfig:
         recorded with its size and SHA-256, so a changed checkpoint is another configuration."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["lift"], d["pooling"] = dataclasses.asdict(self.lift), dataclasses.asdict(self.pooling)
+        del d["lift"]["batch_frames"]         # how many frames share a forward pass changes no result
         d["encoder"] = None if self.encoder is None else dataclasses.asdict(self.encoder)
         d["stages"] = list(self.stages)
         d["vocabulary"] = None if self.vocabulary is None else list(self.vocabulary)

@@ -8,7 +8,7 @@ import json
 from .._argparse import add_config_flags, add_device_flag, config_from_args
 from ..errors import InputError
 
-LIFT_FIELDS = ["fusion", "depth_tolerance", "border", "frame_step"]
+LIFT_FIELDS = ["fusion", "depth_tolerance", "border", "frame_step", "batch_frames"]
 POOL_FIELDS = ["k", "steps", "sharpen", "alpha"]
 
 

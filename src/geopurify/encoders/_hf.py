@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ import torch
 from .._optional import require
 from .._validate import check_source
 from ..errors import InputError
+from ..io.frames import Frame
+from .maps import DenseFeatures
 
 ATTENTION_RULES = ("maskclip", "clearclip")
 DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -93,8 +96,8 @@ def patch_size_for(hw: tuple[int, int], short_side: int, patch: int) -> tuple[in
 
 
 class PatchInput:
-    """What a ViT encoder with ``model``, ``short_side``, ``patch``, ``mean``, ``std`` and ``device`` shares:
-    its weights' ``dtype`` and :meth:`preprocess`."""
+    """What a ViT encoder with ``model``, ``short_side``, ``patch``, ``mean``, ``std``, ``device`` and
+    ``dense_features`` shares: its weights' ``dtype``, :meth:`preprocess` and the batched :meth:`encode_frames`."""
 
     model: Any
     short_side: int
@@ -102,6 +105,7 @@ class PatchInput:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     device: str
+    dense_features: Callable[[torch.Tensor], torch.Tensor]   # (B, 3, h, w) -> (B, h / patch, w / patch, D)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -111,6 +115,23 @@ class PatchInput:
         """``(H, W, 3) uint8`` -> ``(1, 3, h, w)`` normalised, short side ``short_side``, sides multiples of the patch."""
         size = patch_size_for(tuple(image.shape[:2]), self.short_side, self.patch)
         return to_pixels(image, size, self.mean, self.std, self.device, self.dtype)
+
+    def encode_frame(self, frame: Frame) -> DenseFeatures:
+        return DenseFeatures(self.dense_features(self.preprocess(frame.image))[0].float().cpu())
+
+    def encode_frames(self, frames: list[Frame]) -> list[DenseFeatures]:
+        """What :meth:`encode_frame` gives for each frame, in order, with one forward pass per input size:
+        frames whose preprocessed ``(h, w)`` agree are stacked into one ``(B, 3, h, w)`` batch."""
+        pixels = [self.preprocess(f.image) for f in frames]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for j, x in enumerate(pixels):
+            groups.setdefault(tuple(x.shape[2:]), []).append(j)
+        out: list[DenseFeatures | None] = [None] * len(frames)
+        for members in groups.values():
+            dense = self.dense_features(torch.cat([pixels[j] for j in members])).float().cpu()
+            for j, d in zip(members, dense):
+                out[j] = DenseFeatures(d.clone())       # its own storage: a cached frame keeps no batch alive
+        return out  # type: ignore[return-value]
 
 
 def mix_values(q: torch.Tensor, v: torch.Tensor, heads: int, rule: str) -> torch.Tensor:

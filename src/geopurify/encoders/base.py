@@ -31,6 +31,12 @@ class ImageEncoder(Protocol):
     ``dim``: feature size (None until the first frame when the encoder cannot know it earlier);
     ``logit_scale``: the scale of consensus fusion's logits for these features. An encoder whose
     features live in a text encoder's space may expose it as ``text_encoder`` (optional attribute).
+
+    Optional method ``encode_frames(frames: list[Frame]) -> list[FrameFeatures]``: the feature maps of
+    several frames at once, in order, each equal to what ``encode_frame`` gives for it (``clip-hf`` and
+    ``siglip`` stack same-size inputs into one forward pass). Lifting calls it for groups of
+    ``LiftConfig.batch_frames`` frames where the encoder has it, else ``encode_frame`` frame by frame;
+    it is not part of the runtime check.
     """
 
     name: str

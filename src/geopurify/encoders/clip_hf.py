@@ -18,10 +18,8 @@ import os
 
 import torch
 
-from ..io.frames import Frame
 from ._hf import PatchInput, check_attention, image_stats, load_pretrained, mix_values
 from .base import TextEncoder
-from .maps import DenseFeatures
 
 DEFAULT_TEMPLATE = "a {} in a scene"
 """The prompt of the official code (and of OpenScene) for class names."""
@@ -94,9 +92,6 @@ class ClipHFEncoder(PatchInput):
         out = self.model.get_image_features(pixel_values=pixel_values)
         emb = out if isinstance(out, torch.Tensor) else out.pooler_output
         return torch.nn.functional.normalize(emb.float(), dim=1)
-
-    def encode_frame(self, frame: Frame) -> DenseFeatures:
-        return DenseFeatures(self.dense_features(self.preprocess(frame.image))[0].float().cpu())
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> torch.Tensor:

@@ -26,10 +26,8 @@ import os
 
 import torch
 
-from ..io.frames import Frame
 from ._hf import PatchInput, check_attention, image_stats, load_pretrained, mix_values
 from .base import TextEncoder
-from .maps import DenseFeatures
 
 DEFAULT_TEMPLATE = "This is a photo of {}."
 """The prompt Hugging Face's zero-shot pipeline uses for SigLIP (its model card: "to get the same results
@@ -113,9 +111,6 @@ class SiglipEncoder(PatchInput):
         """The pooled image embeddings: ``(B, 3, s, s)`` at the training size -> ``(B, E)`` L2-normalised float32."""
         head = self.model.vision_model.head
         return torch.nn.functional.normalize(head(self._tokens(pixel_values)).float(), dim=1)
-
-    def encode_frame(self, frame: Frame) -> DenseFeatures:
-        return DenseFeatures(self.dense_features(self.preprocess(frame.image))[0].float().cpu())
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> torch.Tensor:

@@ -8,7 +8,7 @@ Points that no frame sees take the feature of the nearest seen point; ``seen`` r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -44,6 +44,8 @@ class LiftConfig:
         fill_unseen: give unseen points the feature of the nearest seen point.
         cache_bytes: encoder outputs kept in memory between the two consensus passes (beyond this
             budget frames are encoded again).
+        batch_frames: frames given to the encoder at once (one forward pass where the encoder has
+            encode_frames, e.g. clip-hf and siglip); 1 encodes frame by frame. The result does not depend on it.
     """
 
     fusion: str = "consensus"
@@ -56,34 +58,58 @@ class LiftConfig:
     logit_scale: float | None = None
     fill_unseen: bool = True
     cache_bytes: int = 2 << 30
+    batch_frames: int = 1
 
     def __post_init__(self) -> None:
         finite_fields(self)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if self.top_views < 1 or self.frame_step < 1 or self.border < 0 or self.depth_tolerance <= 0:
+        if self.top_views < 1 or self.frame_step < 1 or self.border < 0 or self.depth_tolerance <= 0 \
+                or self.batch_frames < 1:
             raise ValueError(f"invalid lifting settings: {self}")
 
 
 class _EncodingCache:
-    """Encoder outputs kept between the two consensus passes, within a byte budget."""
+    """Encoder outputs kept between the two consensus passes, within a byte budget.
 
-    def __init__(self, encode: Callable[[int], tuple[Frame, FrameFeatures]], budget: int) -> None:
-        self.encode, self.budget, self.used = encode, budget, 0
+    :meth:`walk` encodes the frames it is not holding ``batch`` at a time (``encode`` takes a list of frame
+    indices); outputs beyond the budget live only until their frame has been used, so at most ``batch`` of
+    them are in memory at once.
+    """
+
+    def __init__(self, encode: Callable[[list[int]], list[tuple[Frame, FrameFeatures]]], budget: int,
+                 batch: int = 1) -> None:
+        self.encode, self.budget, self.batch, self.used = encode, budget, batch, 0
         self.store: dict[int, tuple[tuple[int, int], FrameFeatures]] = {}
 
-    def get(self, i: int) -> tuple[tuple[int, int], FrameFeatures]:
-        if i in self.store:
-            return self.store[i]
-        frame, feats = self.encode(i)
-        item = (frame.size, feats)
-        if self.used + feats.nbytes <= self.budget:
-            self.store[i] = item
-            self.used += feats.nbytes
-        return item
+    def walk(self, order: list[int]) -> Iterator[tuple[int, tuple[int, int], FrameFeatures]]:
+        """``(frame index, frame size, features)`` for the frames of ``order``, in that order."""
+        pending: list[int] = []
+        todo: list[int] = []
+        for i in order:
+            pending.append(i)
+            if i not in self.store:
+                todo.append(i)
+            if len(todo) == self.batch:
+                yield from self._flush(pending, todo)
+                pending, todo = [], []
+        yield from self._flush(pending, todo)
+
+    def _flush(self, pending: list[int], todo: list[int]) -> Iterator[tuple[int, tuple[int, int], FrameFeatures]]:
+        fresh = dict(zip(todo, self.encode(todo))) if todo else {}
+        for i in pending:
+            if i not in fresh:
+                yield i, *self.store[i]
+                continue
+            frame, feats = fresh.pop(i)
+            if self.used + feats.nbytes <= self.budget:
+                self.store[i] = (frame.size, feats)
+                self.used += feats.nbytes
+            yield i, frame.size, feats
 
 
 def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameFeatures], *,
+                  encode_many: Callable[[list[Frame]], list[FrameFeatures]] | None = None,
                   config: LiftConfig = LiftConfig(), text_embeddings: torch.Tensor | None = None,
                   logit_scale: float = 100.0, encoder_name: str = "custom", settings: dict | None = None,
                   progress: bool = True) -> LiftedFeatures:
@@ -91,9 +117,12 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
 
     Args:
         scene: the point cloud.
-        frames: its posed frames (streamed; one frame's images in memory at a time).
+        frames: its posed frames (streamed; ``config.batch_frames`` frames' images in memory at a time).
         encode: maps a frame to its feature map (:mod:`geopurify.encoders.maps`), e.g. an encoder's
             ``encode_frame``.
+        encode_many: maps a list of frames to their feature maps in one call (an encoder's
+            ``encode_frames``), used for groups of ``config.batch_frames`` frames; default: ``encode``
+            frame by frame.
         config: projection and fusion settings.
         text_embeddings: ``(C, D)`` vocabulary embeddings, required by consensus fusion.
         logit_scale: consensus logit scale when ``config.logit_scale`` is None.
@@ -101,9 +130,10 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
     Returns:
         :class:`LiftedFeatures` for every point of ``scene``.
 
-    Memory beyond the result ``(N, D)``: one frame's features (plus up to ``config.cache_bytes`` of
-    encoder outputs kept for the second consensus pass), each frame's visible points, and the fusion's
-    accumulators (:class:`~geopurify.lifting.fusion.ConsensusFusion`).
+    Memory beyond the result ``(N, D)``: one frame's features, ``config.batch_frames`` frames' images and
+    features when batched (plus up to ``config.cache_bytes`` of encoder outputs kept for the second
+    consensus pass), each frame's visible points, and the fusion's accumulators
+    (:class:`~geopurify.lifting.fusion.ConsensusFusion`).
     """
     sel = list(range(0, len(frames), config.frame_step))
     if not sel:
@@ -113,25 +143,30 @@ def lift_features(scene: Scene, frames: Frames, encode: Callable[[Frame], FrameF
     spacing = point_spacing(coords) if not frames.has_depth else None
     vis_cache: dict[int, Visibility] = {}
 
-    def encode_frame(i: int) -> tuple[Frame, FrameFeatures]:
-        frame = frames[i]
-        if i not in vis_cache:
-            vis_cache[i] = visible_points(coords, frame, depth_tolerance=config.depth_tolerance, border=config.border,
-                                          spacing=spacing, render_width=config.render_width,
-                                          max_splat_radius=config.max_splat_radius)
-        return frame, encode(frame)
+    def encode_group(group: list[int]) -> list[tuple[Frame, FrameFeatures]]:
+        batch = [frames[i] for i in group]
+        for i, frame in zip(group, batch):
+            if i not in vis_cache:
+                vis_cache[i] = visible_points(coords, frame, depth_tolerance=config.depth_tolerance,
+                                              border=config.border, spacing=spacing, render_width=config.render_width,
+                                              max_splat_radius=config.max_splat_radius)
+        feats = encode_many(batch) if encode_many is not None and len(batch) > 1 else [encode(f) for f in batch]
+        if len(feats) != len(batch):
+            raise RuntimeError(f"encode_many gave {len(feats)} feature maps for {len(batch)} frames")
+        return list(zip(batch, feats))
 
     kind = FUSIONS[config.fusion]
     if kind.needs_text and text_embeddings is None:
         raise ValueError(f"{config.fusion} fusion needs text_embeddings (the vocabulary)")
     scale = config.logit_scale if config.logit_scale is not None else logit_scale
     fusion = kind(n, text=text_embeddings, scale=scale, top_views=config.top_views)
-    cache = _EncodingCache(encode_frame, config.cache_bytes if kind.two_pass else 0)
-    for i in tqdm(sel, desc="lifting 1/2" if kind.two_pass else "lifting", disable=not progress, unit="frame"):
-        size, ff = cache.get(i)
+    cache = _EncodingCache(encode_group, config.cache_bytes if kind.two_pass else 0, config.batch_frames)
+    for i, size, ff in tqdm(cache.walk(sel), desc="lifting 1/2" if kind.two_pass else "lifting", total=len(sel),
+                            disable=not progress, unit="frame"):
         fusion.add(i, vis_cache[i], ff, size)
-    for i in tqdm(fusion.revisit(), desc="lifting 2/2", disable=not progress, unit="frame"):
-        size, ff = cache.get(i)
+    again = fusion.revisit()
+    for i, size, ff in tqdm(cache.walk(again), desc="lifting 2/2", total=len(again), disable=not progress,
+                            unit="frame"):
         fusion.add_again(i, vis_cache[i], ff, size)
     features, counts = fusion.finish()
     seen = counts > 0
@@ -177,6 +212,8 @@ def lift_scan(scene: Scene, frames: Frames | None, encoder: ImageEncoder, *, voc
         text = encode_vocabulary(text_enc, vocabulary)
     settings = {"source": getattr(encoder, "source", None), "vocabulary": vocabulary,
                 "text_encoder": getattr(text_enc, "name", None)}
-    return lift_features(scene, frames, encoder.encode_frame, config=config, text_embeddings=text,
+    many = getattr(encoder, "encode_frames", None)     # optional batched path (ImageEncoder's docstring)
+    return lift_features(scene, frames, encoder.encode_frame, encode_many=many if callable(many) else None,
+                         config=config, text_embeddings=text,
                          logit_scale=encoder.logit_scale, encoder_name=encoder.name, settings=settings,
                          progress=progress)
