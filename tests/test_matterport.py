@@ -56,12 +56,18 @@ def test_matterport_round_trip_from_real_frames(shared_data, tmp_path):
     away = Frame("away", frames[0].image, frames[0].intrinsics, far, frames[0].depth)
     house = tmp_path / "house"
     write_matterport_frames(house, [*frames, away])
+    # the region: the native cloud, plus the corners of a box around it and the cameras (7-Scenes' cloud is
+    # what the cameras see, so only 2 of the 10 cameras lie inside its own box)
     xyz = native.coords.numpy().astype(np.float64)
+    centres = np.stack([f.cam_to_world[:3, 3] for f in frames])
+    lo, hi = np.minimum(xyz.min(0), centres.min(0)) - 0.5, np.maximum(xyz.max(0), centres.max(0)) + 0.5
+    corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), -1).reshape(-1, 3)
     n = len(xyz) // 3 * 3
-    region = write_matterport_region(house, xyz, np.arange(n).reshape(-1, 3), np.full(n // 3, -1))
+    region = write_matterport_region(house, np.concatenate([xyz, corners]), np.arange(n).reshape(-1, 3),
+                                     np.full(n // 3, -1))
     scan = load_scan(region)
     assert scan.layout == "matterport" and scan.scene.name == "house_region0"
-    np.testing.assert_allclose(scan.scene.coords.numpy(), native.coords.numpy(), atol=1e-6)
+    np.testing.assert_allclose(scan.scene.coords.numpy()[: len(xyz)], xyz, atol=1e-6)
     assert scan.scene.labels is None                            # no category_mapping.tsv anywhere
     # the cameras inside the region's box are kept, the one 100 m away is not
     assert len(scan.frames) == len(frames)
@@ -76,15 +82,17 @@ def test_matterport_round_trip_from_real_frames(shared_data, tmp_path):
 
 def test_matterport_known_answer_axis_flip(tmp_path):
     """``.conf`` poses are camera-to-world with the camera looking down -z, +y up (OpenScene negates
-    columns 1 and 2): an identity pose sees a point 2 m along world -z and 0.5 m up above the centre."""
+    columns 1 and 2): an unrotated pose sees a point 2 m along world -z and 0.5 m up above the centre."""
     house, region = _tiny_house(tmp_path)
     conf = house / "undistorted_camera_parameters" / f"{house.name}.conf"
     lines = conf.read_text().splitlines()
-    lines[5] = " ".join(lines[5].split()[:3] + [f"{v:g}" for v in np.eye(4).ravel()])
+    T = np.eye(4)
+    T[:3, 3] = [0.5, 0.5, 1.0]                                   # inside the region's box
+    lines[5] = " ".join(lines[5].split()[:3] + [f"{v:g}" for v in T.ravel()])
     conf.write_text("\n".join(lines) + "\n")
     frame = load_scan(region).frames[0]
     np.testing.assert_allclose(frame.cam_to_world[:3, :3], np.diag([1.0, -1.0, -1.0]))
-    uv = project(world_to_camera(torch.tensor([[0.0, 0.5, -2.0]], dtype=torch.float64), frame.cam_to_world),
+    uv = project(world_to_camera(torch.tensor([[0.5, 1.0, -1.0]], dtype=torch.float64), frame.cam_to_world),
                  frame.intrinsics)
     np.testing.assert_allclose(uv[0].numpy(), [19.5, 14.5 - 40.0 * 0.25])
 

@@ -168,7 +168,10 @@ def vote_vertex_labels(faces: np.ndarray, face_nyu40: np.ndarray, num_vertices: 
 def _face_categories(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from plyfile import PlyData
 
-    face = PlyData.read(str(path))["face"].data
+    ply = PlyData.read(str(path))
+    if "face" not in [e.name for e in ply.elements]:
+        raise InputError("region PLY has no faces (their category_id carries the labels)", path)
+    face = ply["face"].data
     if "category_id" not in face.dtype.names:
         raise InputError(f"region PLY faces have no category_id (face properties: {list(face.dtype.names)})", path)
     polys = face["vertex_indices"]
