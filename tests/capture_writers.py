@@ -192,7 +192,7 @@ def write_splat(path: Path, xyz: np.ndarray, rgb01: np.ndarray, normals: np.ndar
 
 
 def write_matterport_region(house: Path, xyz: np.ndarray, faces: np.ndarray, category_id: np.ndarray,
-                            region: str = "region0") -> Path:
+                            region: str = "region0", normals: np.ndarray | None = None) -> Path:
     """niessner/Matterport ``data_organization.md``: ``region_segmentations/region<N>.ply``, vertices
     ``x y z nx ny nz tx ty red green blue`` (float, uchar colours), faces ``vertex_indices material_id
     segment_id category_id`` (int; ``category_id`` -1 = none, else a ``category_mapping.tsv`` index)."""
@@ -203,6 +203,8 @@ def write_matterport_region(house: Path, xyz: np.ndarray, faces: np.ndarray, cat
                     + [(k, "u1") for k in ("red", "green", "blue")])
     vert["x"], vert["y"], vert["z"] = np.asarray(xyz, np.float64).T
     vert["nz"], vert["red"], vert["green"], vert["blue"] = 1.0, 200, 100, 50
+    if normals is not None:
+        vert["nx"], vert["ny"], vert["nz"] = np.asarray(normals, np.float64).T
     face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,)), ("material_id", "i4"),
                                        ("segment_id", "i4"), ("category_id", "i4")])
     face["vertex_indices"], face["material_id"], face["segment_id"] = faces, 0, 0
