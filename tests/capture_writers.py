@@ -189,3 +189,47 @@ def write_splat(path: Path, xyz: np.ndarray, rgb01: np.ndarray, normals: np.ndar
         qx, qy, qz, qw = matrix_to_quaternion_xyzw(R)
         data["rot_0"][j], data["rot_1"][j], data["rot_2"][j], data["rot_3"][j] = qw, qx, qy, qz
     PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
+
+
+def write_matterport_region(house: Path, xyz: np.ndarray, faces: np.ndarray, category_id: np.ndarray,
+                            region: str = "region0", normals: np.ndarray | None = None) -> Path:
+    """niessner/Matterport ``data_organization.md``: ``region_segmentations/region<N>.ply``, vertices
+    ``x y z nx ny nz tx ty red green blue`` (float, uchar colours), faces ``vertex_indices material_id
+    segment_id category_id`` (int; ``category_id`` -1 = none, else a ``category_mapping.tsv`` index)."""
+    from plyfile import PlyData, PlyElement
+
+    (house / "region_segmentations").mkdir(parents=True, exist_ok=True)
+    vert = np.zeros(len(xyz), dtype=[(k, "f4") for k in ("x", "y", "z", "nx", "ny", "nz", "tx", "ty")]
+                    + [(k, "u1") for k in ("red", "green", "blue")])
+    vert["x"], vert["y"], vert["z"] = np.asarray(xyz, np.float64).T
+    vert["nz"], vert["red"], vert["green"], vert["blue"] = 1.0, 200, 100, 50
+    if normals is not None:
+        vert["nx"], vert["ny"], vert["nz"] = np.asarray(normals, np.float64).T
+    face = np.empty(len(faces), dtype=[("vertex_indices", "i4", (3,)), ("material_id", "i4"),
+                                       ("segment_id", "i4"), ("category_id", "i4")])
+    face["vertex_indices"], face["material_id"], face["segment_id"] = faces, 0, 0
+    face["category_id"] = category_id
+    path = house / "region_segmentations" / f"{region}.ply"
+    PlyData([PlyElement.describe(vert, "vertex"), PlyElement.describe(face, "face")]).write(str(path))
+    return path
+
+
+def write_matterport_frames(house: Path, frames, pano: str = "0f4e3b2a") -> None:
+    """``data_organization.md``: ``undistorted_color_images/<pano>_i<c>_<y>.jpg``,
+    ``undistorted_depth_images/<pano>_d<c>_<y>.png`` (uint16, 0.25 mm units: metres x 4000), and
+    ``undistorted_camera_parameters/<house>.conf``: ``intrinsics_matrix fx 0 cx 0 fy cy 0 0 1`` for the next
+    six ``scan <depth> <color> <camera-to-world, row-major>`` lines, the camera looking down -z with +y up
+    (OpenScene's ``preprocess_2d_matterport.py`` negates columns 1 and 2 to reach an OpenCV camera)."""
+    for sub in ("undistorted_color_images", "undistorted_depth_images", "undistorted_camera_parameters"):
+        (house / sub).mkdir(parents=True, exist_ok=True)
+    lines = ["dataset matterport", f"n_images {len(frames)}", "depth_directory undistorted_depth_images",
+             "color_directory undistorted_color_images"]
+    for i, f in enumerate(frames):
+        cam, yaw = divmod(i, 6)
+        color, depth = f"{pano}_i{cam}_{yaw}.jpg", f"{pano}_d{cam}_{yaw}.png"
+        Image.fromarray(f.image.numpy()).save(house / "undistorted_color_images" / color, quality=95)
+        Image.fromarray(depth_u16(f.depth.numpy(), 4000)).save(house / "undistorted_depth_images" / depth)
+        if yaw == 0:
+            lines.append("intrinsics_matrix " + " ".join(f"{v:.10g}" for v in f.intrinsics.ravel()))
+        lines.append(f"scan {depth} {color} " + " ".join(f"{v:.12g}" for v in (f.cam_to_world @ FLIP_YZ).ravel()))
+    (house / "undistorted_camera_parameters" / f"{house.name}.conf").write_text("\n".join(lines) + "\n")

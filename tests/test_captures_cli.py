@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import geopurify as gp
-from capture_writers import write_nerfstudio, write_strayscanner
+from capture_writers import write_matterport_frames, write_matterport_region, write_nerfstudio, write_strayscanner
 from geopurify.cli import main
 from geopurify.geometry import knn
 from geopurify.lifting import FeatureSource, LiftedFeatures
@@ -81,3 +81,26 @@ def test_info_on_a_stray_scanner_export(capture, capsys):
     assert main(["info", str(root / "stray")]) == 0
     out = capsys.readouterr().out
     assert "layout strayscanner" in out and "frames     4 (with depth: yes)" in out
+
+
+def test_lift_and_segment_a_matterport_region(capture):
+    """The room as a Matterport3D region (its points, no faces) with the 12 views as undistorted frames."""
+    root, room, frames = capture
+    house = root / "scans" / "house"
+    write_matterport_frames(house, frames, pano="p")
+    region = write_matterport_region(house, room.coords.numpy(), np.zeros((0, 3), int), np.zeros(0, int),
+                                     normals=room.normals.numpy())
+    scan = gp.load_scan(region)
+    assert scan.layout == "matterport" and len(scan.frames) == 12      # every camera is inside the room
+    masks = root / "mp_masks"
+    masks.mkdir()
+    for i, name in enumerate(scan.frames.names):                      # the masks, under the region's frame names
+        (masks / f"{name}.npz").write_bytes((root / "masks" / f"frame_{i:05d}.npz").read_bytes())
+    out = root / "mp_seg"
+    assert main(["segment", str(region), "--student", str(root / "best.pt"), "--encoder", "masks", "--source",
+                 str(masks), "--vocab", ",".join(VOCAB), "--out", str(out)]) == 0
+    labels = np.load(out / "house_region0_labels.npy")
+    ls = gp.get_label_set("scannet20")
+    for i, name in enumerate(VOCAB):
+        on = room.labels.numpy() == ls.index(name)
+        assert on.sum() > 100 and float((labels[on] == i).mean()) > 0.6, name

@@ -15,6 +15,7 @@ layout                     what ``path`` points at
 ``arkitscenes``            an ARKitScenes scene (``lowres_wide/``, ``lowres_depth/``, ``lowres_wide.traj``)
 ``replica``                a NICE-SLAM Replica scene (``results/``, ``traj.txt``)
 ``record3d``               a Record3D ``.r3d`` file (extra ``capture``)
+``matterport``             a Matterport3D ``<house>/region_segmentations/<region>.ply`` (+ undistorted frames)
 ``splat``                  a 3D Gaussian-splat ``.ply`` (``f_dc_*``, ``opacity``, ``scale_*``, ``rot_*``)
 =========================  ===================================================================
 """
@@ -32,6 +33,7 @@ from ._capture import fuse_depth_frames
 from ._common import Scan
 from .arkitscenes import is_arkitscenes, read_arkitscenes, read_arkitscenes_frames
 from .generic import read_frames_folder, read_ply_scene
+from .matterport import is_matterport_region, read_matterport, read_matterport_frames
 from .nerfstudio import nerfstudio_json, read_nerfstudio, read_nerfstudio_frames
 from .preprocessed import is_pointcept, read_pointcept, read_pth
 from .record3d import read_record3d, read_record3d_frames
@@ -62,6 +64,7 @@ LAYOUTS: dict[str, Callable[..., Scan]] = {
     "replica": read_replica,
     "record3d": read_record3d,
     "splat": read_splat,
+    "matterport": read_matterport,
 }
 
 
@@ -95,6 +98,8 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
     if p.is_file():
         if p.suffix == ".pth":
             return "pth"
+        if is_matterport_region(p):
+            return "matterport"
         if p.suffix.lower() == ".ply":
             return "splat" if is_gaussian_splat(p) else "ply"
         if p.suffix.lower() == ".json":
@@ -130,5 +135,6 @@ __all__ = [
     "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
     "read_frames_folder", "read_nerfstudio", "read_nerfstudio_frames", "read_strayscanner", "read_strayscanner_frames",
     "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames", "read_record3d",
-    "read_record3d_frames", "read_splat", "write_splat_labels", "is_gaussian_splat",
+    "read_record3d_frames", "read_matterport", "read_matterport_frames", "read_splat", "write_splat_labels",
+    "is_gaussian_splat",
 ]
