@@ -10,8 +10,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .._optional import require
 from ..errors import InputError
 from .arrays import load_npy
+
+#: channel names tried, in order, in a multi-channel depth EXR (a single-channel EXR is read whatever its name)
+EXR_DEPTH_CHANNELS = ("Z", "R", "Y")
 
 
 def _open(path: Path) -> Image.Image:
@@ -42,8 +46,8 @@ def read_color(path: str | os.PathLike[str], size: tuple[int, int] | None = None
 
 
 def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """Read a 16-bit depth PNG, or a 2-D ``.npy`` array, as ``(H, W) float32`` metres (``raw / scale``),
-    0 where invalid or not finite.
+    """Read a 16-bit depth PNG, a 2-D ``.npy`` array or a float ``.exr`` (extra ``capture``) as
+    ``(H, W) float32`` metres (``raw / scale``), 0 where invalid or not finite.
 
     Args:
         scale: raw units per metre (1000 for millimetres, 4000 for Matterport3D, 1 for float metres).
@@ -54,6 +58,8 @@ def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, .
         raw = load_npy(path)
         if raw.ndim != 2:
             raise InputError(f"depth array must be 2-D (H, W), got shape {raw.shape}", path)
+    elif path.suffix.lower() == ".exr":
+        raw = read_exr_channel(path)
     else:
         img = _open(path)
         raw = np.asarray(img)
@@ -71,3 +77,24 @@ def read_depth(path: str | os.PathLike[str], scale: float, invalid: tuple[int, .
     if invalid:
         depth[np.isin(raw, invalid)] = 0.0
     return torch.from_numpy(depth)
+
+
+def read_exr_channel(path: Path) -> np.ndarray:
+    """The depth channel of an OpenEXR file as ``(H, W) float32`` (raw values): its only channel, else the
+    first of :data:`EXR_DEPTH_CHANNELS` it holds. Needs the ``capture`` extra (``openexr``)."""
+    exr = require("OpenEXR", "capture", feature="reading EXR depth")
+    if not path.is_file():
+        raise InputError("file not found", path)
+    try:
+        with exr.File(str(path), separate_channels=True) as f:
+            channels = {name: np.asarray(c.pixels) for name, c in f.channels().items()}
+    except Exception as exc:  # noqa: BLE001 - the binding raises RuntimeError (and others) on corrupt files
+        raise InputError(f"not a readable OpenEXR file ({exc})", path) from None
+    names = [n for n in EXR_DEPTH_CHANNELS if n in channels]
+    if len(channels) != 1 and not names:
+        raise InputError(f"EXR has channels {sorted(channels)}; expected one channel or one of "
+                         f"{', '.join(EXR_DEPTH_CHANNELS)}", path)
+    raw = channels[next(iter(channels))] if len(channels) == 1 else channels[names[0]]
+    if raw.ndim != 2 or raw.dtype.kind != "f":
+        raise InputError(f"EXR depth must be a 2-D float channel, got {raw.dtype} of shape {raw.shape}", path)
+    return raw.astype(np.float32, copy=False)

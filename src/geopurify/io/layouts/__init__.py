@@ -15,6 +15,7 @@ layout                     what ``path`` points at
 ``arkitscenes``            an ARKitScenes scene (``lowres_wide/``, ``lowres_depth/``, ``lowres_wide.traj``)
 ``replica``                a NICE-SLAM Replica scene (``results/``, ``traj.txt``)
 ``record3d``               a Record3D ``.r3d`` file (extra ``capture``)
+``record3d-exr``           a Record3D "EXR + JPG" export folder (``metadata.json``, ``rgb/``, ``depth/``; extra ``capture``)
 ``matterport``             a Matterport3D ``<house>/region_segmentations/<region>.ply`` (+ undistorted frames)
 ``splat``                  a 3D Gaussian-splat ``.ply`` (``f_dc_*``, ``opacity``, ``scale_*``, ``rot_*``)
 =========================  ===================================================================
@@ -36,7 +37,13 @@ from .generic import read_frames_folder, read_ply_scene
 from .matterport import is_matterport_region, read_matterport, read_matterport_frames
 from .nerfstudio import nerfstudio_json, read_nerfstudio, read_nerfstudio_frames
 from .preprocessed import is_pointcept, read_pointcept, read_pth
-from .record3d import read_record3d, read_record3d_frames
+from .record3d import (
+    is_record3d_export,
+    read_record3d,
+    read_record3d_export,
+    read_record3d_export_frames,
+    read_record3d_frames,
+)
 from .replica import is_replica, read_replica, read_replica_frames
 from .scannet import (
     list_scannet50k,
@@ -63,6 +70,7 @@ LAYOUTS: dict[str, Callable[..., Scan]] = {
     "arkitscenes": read_arkitscenes,
     "replica": read_replica,
     "record3d": read_record3d,
+    "record3d-exr": read_record3d_export,
     "splat": read_splat,
     "matterport": read_matterport,
 }
@@ -90,6 +98,8 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
             return "nerfstudio"
         if is_strayscanner(p):
             return "strayscanner"
+        if is_record3d_export(p):
+            return "record3d-exr"
         if is_arkitscenes(p):
             return "arkitscenes"
         if is_replica(p):
@@ -135,6 +145,7 @@ __all__ = [
     "read_sevenscenes_frames", "fuse_depth_frames", "read_pointcept", "read_pth", "read_ply_scene",
     "read_frames_folder", "read_nerfstudio", "read_nerfstudio_frames", "read_strayscanner", "read_strayscanner_frames",
     "read_arkitscenes", "read_arkitscenes_frames", "read_replica", "read_replica_frames", "read_record3d",
-    "read_record3d_frames", "read_matterport", "read_matterport_frames", "read_splat", "write_splat_labels",
+    "read_record3d_frames", "read_record3d_export", "read_record3d_export_frames",
+    "read_matterport", "read_matterport_frames", "read_splat", "write_splat_labels",
     "is_gaussian_splat",
 ]
