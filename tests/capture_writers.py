@@ -164,6 +164,29 @@ def write_record3d(path: Path, frames, *, meta_extra: dict | None = None) -> Non
         z.writestr("metadata", json.dumps(meta))
 
 
+def write_record3d_export(root: Path, frames, *, meta_extra: dict | None = None) -> None:
+    """Record3D "EXR + JPG" export as nerfstudio reads it (``scripts/process_data.py`` ``ProcessRecord3D``,
+    ``process_data/record3d_utils.py``): ``metadata.json`` (``w h``, ``K`` column-major, ``poses`` =
+    ``qx qy qz qw tx ty tz`` camera-to-world, ARKit / OpenGL camera), ``rgb/<i>.jpg``, ``depth/<i>.exr``
+    (one float32 channel, metres)."""
+    import OpenEXR
+
+    (root / "rgb").mkdir(parents=True, exist_ok=True)
+    (root / "depth").mkdir(exist_ok=True)
+    K = frames[0].intrinsics
+    (W, H), (h, w) = frames[0].size, frames[0].depth.shape
+    poses = []
+    for i, f in enumerate(frames):
+        Image.fromarray(f.image.numpy()).save(root / "rgb" / f"{i}.jpg", quality=95)
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        OpenEXR.File(header, {"R": f.depth.numpy().astype(np.float32)}).write(str(root / "depth" / f"{i}.exr"))
+        T = f.cam_to_world @ FLIP_YZ
+        poses.append([*matrix_to_quaternion_xyzw(T[:3, :3]), *T[:3, 3]])
+    meta = {"w": W, "h": H, "dw": w, "dh": h, "fps": 60, "K": K.T.ravel().tolist(), "poses": poses,
+            **(meta_extra or {})}
+    (root / "metadata.json").write_text(json.dumps(meta))
+
+
 def write_splat(path: Path, xyz: np.ndarray, rgb01: np.ndarray, normals: np.ndarray, opacity_logit: np.ndarray) -> None:
     """A 3D Gaussian-splat PLY as graphdeco-inria/gaussian-splatting ``GaussianModel.save_ply`` writes it:
     float32 ``x y z nx ny nz f_dc_0..2 f_rest_0..44 opacity scale_0..2 rot_0..3`` (``rot`` = w x y z), with

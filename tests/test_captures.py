@@ -19,6 +19,7 @@ from capture_writers import (
     write_arkitscenes,
     write_nerfstudio,
     write_record3d,
+    write_record3d_export,
     write_replica,
     write_strayscanner,
 )
@@ -30,11 +31,12 @@ from geopurify.io.layouts import read_nerfstudio_frames, read_sevenscenes_frames
 from scan_trees import look_down_pose
 
 WRITERS = {"nerfstudio": write_nerfstudio, "strayscanner": write_strayscanner, "arkitscenes": write_arkitscenes,
-           "replica": write_replica, "record3d": write_record3d}
+           "replica": write_replica, "record3d": write_record3d, "record3d-exr": write_record3d_export}
 SUBSAMPLE = 4          # depth pixels for the surface checks
 # 7-Scenes rotations are orthonormal to ~1e-4 only; formats storing a quaternion or axis-angle store the
 # nearest rotation, so their poses come back within that (matrix formats: exactly)
-POSE_ATOL = {"strayscanner": 2e-4, "record3d": 2e-4, "arkitscenes": 1e-3}   # ARKit: also t = -R^T t_w2c through that R
+# (ARKit: also t = -R^T t_w2c through that R)
+POSE_ATOL = {"strayscanner": 2e-4, "record3d": 2e-4, "record3d-exr": 2e-4, "arkitscenes": 1e-3}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,7 @@ def chamfer(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.shared_data
 @pytest.mark.parametrize("layout", list(WRITERS))
 def test_capture_round_trip_from_real_frames(layout, source, tmp_path):
-    if layout == "record3d":
-        pytest.importorskip("lzfse")
+    pytest.importorskip({"record3d": "lzfse", "record3d-exr": "OpenEXR"}.get(layout, "numpy"))
     frames, native = source
     root = tmp_path / {"arkitscenes": "41069025", "record3d": "scan.r3d"}.get(layout, "scene")
     WRITERS[layout](root, frames)
@@ -89,7 +90,7 @@ def test_capture_round_trip_from_real_frames(layout, source, tmp_path):
             np.testing.assert_allclose(g.intrinsics, f.intrinsics, atol=1e-6)
             np.testing.assert_allclose(g.depth_intrinsics, f.depth_intrinsics, atol=1e-6)
             np.testing.assert_allclose(g.depth.numpy(), f.depth.numpy(), atol=1e-6)
-            if layout == "record3d":                                 # JPEG inside the zip
+            if layout.startswith("record3d"):                        # JPEG
                 assert float((g.image.float() - f.image.float()).abs().mean()) < 3
             else:
                 assert torch.equal(g.image, f.image)
@@ -273,16 +274,61 @@ def test_record3d_known_answer_and_bad_files(tmp_path):
         scan.frames[1]
 
 
-def test_record3d_without_lzfse_names_the_extra(tmp_path, monkeypatch):
-    pytest.importorskip("lzfse")
+@pytest.mark.parametrize(("module", "writer", "name"), [("lzfse", write_record3d, "a.r3d"),
+                                                     ("OpenEXR", write_record3d_export, "export")])
+def test_record3d_without_its_decoder_names_the_extra(module, writer, name, tmp_path, monkeypatch):
+    pytest.importorskip(module)
     import sys
 
     from geopurify.errors import MissingDependencyError
 
-    write_record3d(tmp_path / "a.r3d", _tiny_frames(1))
-    monkeypatch.setitem(sys.modules, "lzfse", None)
+    writer(tmp_path / name, _tiny_frames(1))
+    monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'geopurify\[capture\]'"):
-        load_scan(tmp_path / "a.r3d")
+        load_scan(tmp_path / name)
+
+
+def test_record3d_export_known_answer_and_bad_folders(tmp_path, capsys):
+    """The EXR + JPG export as nerfstudio's ProcessRecord3D reads it: ``metadata.json`` ``K`` column-major
+    (``reshape(3, 3).T``; used as stored, not nerfstudio's ``cx, cy = w/2, h/2``), an identity quaternion is an
+    ARKit camera looking down world -z; ``depth/<i>.exr`` holds metres at its own (here half) resolution."""
+    pytest.importorskip("OpenEXR")
+    from geopurify.cli import main
+
+    frames = [Frame(f.name, f.image, f.intrinsics, f.cam_to_world, torch.full((15, 20), 1.25)) for f in _tiny_frames(2)]
+    root = tmp_path / "export"
+    write_record3d_export(root, frames, meta_extra={"K": [40.0, 0, 0, 0, 41.0, 0, 17.5, 12.5, 1],
+                                                    "poses": [[0, 0, 0, 1, 1, 2, 3], [0, 0, 0, 1, 0, 0, 0]]})
+    scan = load_scan(root, cloud_frame_step=1)
+    assert scan.layout == "record3d-exr" and len(scan.frames) == 2
+    f = scan.frames[0]
+    np.testing.assert_allclose(f.intrinsics, [[40, 0, 17.5], [0, 41, 12.5], [0, 0, 1]])
+    np.testing.assert_allclose(f.depth_intrinsics, [[20, 0, 8.5], [0, 20.5, 6], [0, 0, 1]])   # (c + 0.5) / 2 - 0.5
+    np.testing.assert_allclose(f.cam_to_world, pose_matrix(np.diag([1.0, -1.0, -1.0]), [1, 2, 3]))
+    np.testing.assert_allclose(f.depth.numpy(), 1.25)
+    # each camera sees a wall 1.25 m down its -z: camera 0 (at z = 3) at z = 1.75, camera 1 (origin) at -1.25
+    z = scan.scene.coords[:, 2].numpy()
+    np.testing.assert_allclose(np.unique(z.round(5)), [-1.25, 1.75])
+    assert main(["info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "layout record3d-exr" in out and "frames     2 (with depth: yes)" in out and "depth 20x15" in out
+
+    (root / "depth" / "1.exr").unlink()
+    with pytest.raises(InputError, match=r"export/depth/1\.exr: frame 1 listed in metadata\.json is missing$"):
+        load_scan(root)
+    meta = json.loads((root / "metadata.json").read_text())
+    del meta["poses"]
+    (root / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"metadata\.json: Record3D metadata lacks poses$"):
+        load_scan(root)
+    (root / "metadata.json").write_text("{")
+    with pytest.raises(InputError, match=r"metadata\.json: not valid JSON"):
+        load_scan(root)
+    (root / "depth" / "0.exr").write_bytes(b"not an exr")
+    meta["poses"] = [[0, 0, 0, 1, 0, 0, 0]]
+    (root / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"depth/0\.exr: not a readable OpenEXR file"):
+        load_scan(root)
 
 
 def test_nerfstudio_intrinsics_follow_downscaled_images(tmp_path):
