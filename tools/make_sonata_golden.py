@@ -3,11 +3,11 @@
 The official implementation (``facebookresearch/sonata`` at commit ``18c09ff``) needs spconv, torch_scatter
 and timm. This script runs it on CPU in a throw-away environment outside the repo::
 
-    python3 -m venv /work/venv-sonata
-    /work/venv-sonata/bin/pip install torch==2.13.0            # the CPU build
-    /work/venv-sonata/bin/pip install spconv==2.3.8 addict numpy scipy huggingface_hub packaging
+    python3 -m venv ../venv-sonata          # throw-away, outside the repo
+    ../venv-sonata/bin/pip install torch==2.13.0            # the CPU build
+    ../venv-sonata/bin/pip install spconv==2.3.8 addict numpy scipy huggingface_hub packaging
     git -C <sonata mirror> archive 18c09ff sonata | tar -x -C /tmp/sonata-src
-    /work/venv-sonata/bin/python tools/make_sonata_golden.py --sonata-src /tmp/sonata-src \
+    ../venv-sonata/bin/python tools/make_sonata_golden.py --sonata-src /tmp/sonata-src \
         --scan ../shared/data/scannet50k/scene0000_00_vert.npy
 
 ``spconv==2.3.8`` on PyPI is the CPU build (the ``-cuXXX`` packages are the CUDA ones) and runs the
